@@ -1,0 +1,1 @@
+"""Reports from run directories: tidy results in, tables / figures / report files out."""
