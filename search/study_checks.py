@@ -1,0 +1,143 @@
+"""Typed readers for study-file values: each returns the value typed or raises a one-line StudyError.
+
+A `Where` knows the file; every reader takes the dotted key path of the value it reads, so
+an error reads `<file>: <key path>: <value> <what is wrong>; <the rule>`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from search.study import StudyError
+
+_NUMBER_NAMES = {int: "an integer", float: "a number"}
+
+
+@dataclass(frozen=True)
+class Where:
+    """The file being read; makes StudyErrors that name it."""
+
+    file: str
+
+    def error(self, path: str, message: str) -> StudyError:
+        prefix = f"{self.file}: {path}: " if path else f"{self.file}: "
+        return StudyError(prefix + message)
+
+
+def join(path: str, key: str) -> str:
+    """`train` + `epochs` -> `train.epochs`; top level has the empty path."""
+    return f"{path}.{key}" if path else str(key)
+
+
+def mapping(where: Where, path: str, value: Any, *, allow_none: bool = True) -> dict[str, Any]:
+    """A YAML mapping with string keys (None reads as empty when allowed)."""
+    if value is None and allow_none:
+        return {}
+    if not isinstance(value, Mapping):
+        raise where.error(path, f"{value!r} must be a mapping (key: value lines or {{key: value}})")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise where.error(path, f"key {bad[0]!r} must be a string; quote it")
+    return dict(value)
+
+
+def known_keys(where: Where, path: str, value: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Reject keys outside `allowed`, with a did-you-mean when one is close."""
+    allowed = list(allowed)
+    for key in value:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        place = "at top level" if not path else f"in {path}"
+        raise where.error("", f"unknown key {key!r} {place}; expected one of: {', '.join(allowed)}{hint}")
+
+
+def required(where: Where, path: str, value: Mapping[str, Any], key: str, rule: str) -> Any:
+    if key not in value or value[key] is None:
+        raise where.error(join(path, key), f"missing; {rule}")
+    return value[key]
+
+
+def integer(where: Where, path: str, value: Any, *, minimum: int | None = None) -> int:
+    """An int (not a bool, not 2.5); `minimum` 1 reads as 'a positive integer'."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise where.error(path, f"{value!r} must be an integer")
+    if minimum is not None and value < minimum:
+        rule = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise where.error(path, f"{value!r} must be {rule}")
+    return value
+
+
+def number(where: Where, path: str, value: Any, *, minimum: float | None = None,
+           positive: bool = False, maximum: float | None = None) -> float:
+    """A float; numeric strings count, because YAML 1.1 reads `1e-4` as the string '1e-4'."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise where.error(path, f"{value!r} must be a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise where.error(path, f"{value!r} must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise where.error(path, f"{value!r} must be a finite number")
+    if positive and value <= 0:
+        raise where.error(path, f"{value!r} must be a positive number")
+    if minimum is not None and value < minimum:
+        raise where.error(path, f"{value!r} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise where.error(path, f"{value!r} must be <= {maximum}")
+    return value
+
+
+def boolean(where: Where, path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(path, f"{value!r} must be true or false")
+    return value
+
+
+def string(where: Where, path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise where.error(path, f"{value!r} must be a non-empty string")
+    return value
+
+
+def choice(where: Where, path: str, value: Any, choices: Iterable[str], what: str = "") -> str:
+    """One of `choices`, with a did-you-mean for a near miss."""
+    choices = list(choices)
+    if value in choices:
+        return value
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    noun = f"unknown {what} " if what else ""
+    raise where.error(path, f"{noun}{value!r}; expected one of: {', '.join(choices)}{hint}")
+
+
+def name(where: Where, path: str, value: Any) -> str:
+    """A name used in directories and tables: letters, digits, `_`, `-`, `.`."""
+    value = string(where, path, str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value)
+    if not all(c.isalnum() or c in "_-." for c in value) or value.startswith("."):
+        raise where.error(path, f"{value!r} must use only letters, digits, '_', '-' and '.' (it names directories)")
+    return value
+
+
+def options(where: Where, path: str, value: Mapping[str, Any], allowed: Iterable[str]) -> tuple[tuple[str, Any], ...]:
+    """Constructor options: known names only; numeric strings become floats."""
+    allowed = list(allowed)
+    known_keys(where, path, value, allowed)
+    out = []
+    for key, v in value.items():
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out.append((key, v))
+    return tuple(out)
