@@ -18,10 +18,13 @@ __all__ = [
     "DataConfig", "TrainConfig", "ModelConfig", "Variant", "Resources", "SamplerConfig",
     "PrunerConfig", "SearchConfig", "Study", "TrialSpec", "StudyError",
     "load_study", "resolve_trial", "planned_trials", "study_to_yaml",
-    "DATASETS", "SAMPLERS", "PRUNERS", "OPTUNA_PRUNERS", "DIRECTIONS", "CONSTRAINT_KEYS",
+    "DATASETS", "DATASET_SHAPES", "SAMPLERS", "PRUNERS", "OPTUNA_PRUNERS", "DIRECTIONS", "CONSTRAINT_KEYS",
 ]
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100")
+# (input_size, in_chans, num_classes) of each data set: a trial's net is built for its data.
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (8, 1, 10), "cifar10": (32, 3, 10),
+                                                   "cifar100": (32, 3, 100)}
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 KINDS: tuple[str, ...] = ("ablation", "search")

@@ -106,6 +106,12 @@ def parse_data(where: Where, raw: Any) -> DataConfig:
         if not os.path.isdir(expanded):
             raise where.error("data.root", f"{root!r} (= {expanded}) is not an existing directory; "
                                            f"put the {name} python-pickle archive there or point data.root at it")
+        try:
+            from search.cifar import find_archive
+
+            find_archive(expanded, name)
+        except FileNotFoundError as err:
+            raise where.error("data.root", f"{root!r}: {err}") from None
         root = expanded
     seed = chk.integer(where, "data.seed", d.get("seed", 0), minimum=0)
     augment = chk.boolean(where, "data.augment", d.get("augment", True))

@@ -14,14 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from search.study import Study, TrainConfig, TrialSpec
-
-# (input_size, in_chans, num_classes) of each data set: the net is built for its data.
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
-    "digits": (8, 1, 10),
-    "cifar10": (32, 3, 10),
-    "cifar100": (32, 3, 100),
-}
+from search.study import DATASET_SHAPES, Study, TrainConfig, TrialSpec
 
 
 def split_overrides(study: Study, keys: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
