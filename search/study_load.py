@@ -205,7 +205,7 @@ def parse_document(where: Where, doc: dict[str, Any], source: str) -> Study:
     kind = chk.choice(where, "kind", chk.required(where, "", doc, "kind", "ablation or search"), KINDS, "kind")
     foreign = [k for k in (SEARCH_KEYS if kind == "ablation" else ABLATION_KEYS) if k in doc]
     if foreign:
-        raise where.error(foreign[0], f"given, but only a {'search' if kind == 'ablation' else 'ablation'} study "
+        raise where.error(foreign[0], f"given, but only {'a search' if kind == 'ablation' else 'an ablation'} study "
                                       f"has it and kind is {kind!r}; remove it or change kind")
     name = chk.name(where, "name", doc.get("name", Path(source).stem))
     description = doc.get("description") or ""
