@@ -1,0 +1,178 @@
+"""`gsa-nas run`: a study (or `--resume RUN_DIR`) to a finished run directory.
+
+Order matters: the study is loaded and checked before any directory exists or Ray starts;
+then the run directory, the Optuna ledger (RUNNING leftovers closed as "interrupted"), the
+work still to do, one data load, one Tune session, and results/report from the ledger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from search.tune.plan import plan_work
+
+EXIT_INTERRUPTED = 130
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def run_meta(study: Any, *, name: str, storage: str, started: str) -> dict[str, Any]:
+    """The run.json document (status "running" until the session ends)."""
+    from search.results import space_fields
+
+    objectives = dict(study.search.objectives) if study.search is not None else {"val_acc": "max"}
+    return {
+        "name": name, "description": study.description, "kind": study.kind, "status": "running",
+        "started": started, "finished": None, "wall_s": 0.0, "objectives": objectives,
+        "baseline": study.baseline, "space_fields": space_fields(study),
+        "data": {"name": study.data.name, "root": study.data.root}, "budget_epochs": study.train.epochs,
+        "storage": storage, "optuna_study": name, "resources": dataclasses.asdict(study.resources),
+        "max_concurrent": study.max_concurrent,
+    }
+
+
+def _open_run(study: str | None, name: str | None, out: str, storage: str | None,
+              overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Any, Path, dict[str, Any]]:
+    """(study, run dir, run.json) — validated before anything is created on disk."""
+    from search.study import load_study
+
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / "study.yaml").is_file() or not (run_dir / "run.json").is_file():
+            raise FileNotFoundError(
+                f"--resume {resume}: no study.yaml/run.json there; expected a run directory written by `gsa-nas run`")
+        st = load_study(str(run_dir / "study.yaml"), overrides)
+        old = json.loads((run_dir / "run.json").read_text())
+        meta = run_meta(st, name=old["name"], storage=storage or old["storage"], started=old["started"])
+        meta["wall_s"] = float(old.get("wall_s") or 0.0)
+        return st, run_dir, meta
+    if not study:
+        raise ValueError("gsa-nas run: give a study (a file, or a name in studies/) or --resume RUN_DIR")
+    st = load_study(study, overrides)
+    run_name = name or st.name
+    run_dir = Path(out) / run_name
+    if (run_dir / "run.json").exists():
+        raise ValueError(f"run directory {run_dir} already exists; continue it with "
+                         f"`gsa-nas run --resume {run_dir}`, or choose another --name")
+    url = storage or f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+    return st, run_dir, run_meta(st, name=run_name, storage=url, started=_now())
+
+
+def open_ledger(study: Any, meta: Mapping[str, Any]) -> Any:
+    """The run's Optuna study (sampler and pruner from the study file) wrapped as a Ledger."""
+    from search.tune.ledger import Ledger, open_study
+    from search.tune.space_compile import make_pruner, make_sampler
+
+    if study.kind == "search":
+        s = study.search
+        sampler = make_sampler(s.sampler.name, s.sampler.seed, s.sampler.options_dict(), s.space)
+        pruner = make_pruner(s.pruner.name, s.pruner.options_dict(), study.train.epochs)
+        directions = [d for _, d in s.objectives]
+    else:
+        import optuna
+
+        sampler, pruner, directions = optuna.samplers.RandomSampler(seed=0), None, ["max"]
+    return Ledger(open_study(meta["storage"], meta["optuna_study"], directions, sampler=sampler, pruner=pruner))
+
+
+def measure(spec: Any) -> dict[str, float]:
+    """Params, gmacs and act_mb of a trial's network (fvcore, in the driver, before launch)."""
+    from gsa_space.complexity import complexity
+
+    return dataclasses.asdict(complexity(spec.net))
+
+
+def write_outputs(run_dir: Path, study: Any, ledger: Any) -> Any:
+    """results.csv/parquet and curves.csv from the ledger's finished records."""
+    from search.results import write_results
+    from search.tune.space_compile import decode_params
+
+    space = study.search.space if study.search is not None else ()
+    return write_results(run_dir, study, ledger.finished_records(), lambda p: decode_params(p, space))
+
+
+def _report(run_dir: Path) -> None:
+    try:
+        from reports import write_report
+    except ImportError as err:
+        print(f"report skipped: reports.write_report is not available ({err}); results are in {run_dir}")
+        return
+    try:
+        path = write_report(run_dir)
+        print(f"report: {path}")
+    except Exception as err:  # the run's results stand even if the report cannot be drawn
+        print(f"report failed: {type(err).__name__}: {err}; retry with `gsa-nas report {run_dir}`")
+
+
+def run_from_cli(*, study: str | None, name: str | None = None, out: str = "runs", address: str | None = None,
+                 storage: str | None = None, overrides: Mapping[str, Any] | None = None,
+                 resume: str | None = None, report: bool = True) -> int:
+    """Run (or resume) a study; returns the exit code (0 finished, 130 interrupted).
+
+    Example: `run_from_cli(study="quickstart", overrides={"train.epochs": 2}, out="runs")`.
+    """
+    st, run_dir, meta = _open_run(study, name, out, storage, overrides, resume)
+    from search.env_info import env_info
+    from search.study import study_to_yaml
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "study.yaml").write_text(study_to_yaml(st))
+    _write_json(run_dir / "run.json", meta)
+    _write_json(run_dir / "env.json", env_info())
+    ledger = open_ledger(st, meta)
+    closed = ledger.close_running()
+    plan = plan_work(st, ledger)
+    sessions = sorted((run_dir / "tune").glob("session_*")) if (run_dir / "tune").exists() else []
+    print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {plan.to_launch} trials to train"
+          f" ({plan.finished} already finished, {len(closed)} interrupted closed)", flush=True)
+    start = time.monotonic()
+    status, error, code = "finished", None, 0
+    try:
+        outcome = None
+        if plan.to_launch > 0:
+            from search.data import load_data
+            from search.tune import run_session
+
+            data = load_data(st.data)
+            outcome = run_session(study=st, ledger=ledger, run_dir=run_dir, data=data, to_launch=plan.to_launch,
+                                  session=f"session_{len(sessions) + 1}", measure=measure, address=address)
+        if outcome is not None and outcome.error is not None:
+            status, error, code = "interrupted", outcome.error, 2
+        elif outcome is not None and outcome.interrupted:
+            status, code = "interrupted", EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        status, code = "interrupted", EXIT_INTERRUPTED
+    finally:
+        from search.tune import stop_ray
+
+        stop_ray()
+        ledger.close_running()
+        frame = write_outputs(run_dir, st, ledger)
+        meta.update(status=status, wall_s=round(meta["wall_s"] + time.monotonic() - start, 1),
+                    finished=_now() if status == "finished" else None)
+        if error is not None:
+            meta["error"] = str(error)
+        _write_json(run_dir / "run.json", meta)
+    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
+    print(f"{meta['name']}: {status}; {len(frame)} records {counts}; results in {run_dir / 'results.csv'}")
+    if error is not None:
+        raise ValueError(str(error))
+    if status == "interrupted":
+        print(f"interrupted; continue with: gsa-nas run --resume {run_dir}")
+        return code
+    if report:
+        _report(run_dir)
+    return 0

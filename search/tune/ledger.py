@@ -1,0 +1,148 @@
+"""The Optuna storage as the run's ledger: every trial's state, epochs, curve and reason.
+
+Per-epoch values go in as intermediate values (single objective) and as a `curve` user
+attribute (always), so results.csv and a resume can be rebuilt from the storage alone.
+Trials are found by their Optuna number, stored in the Tune trial's config.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+# user attribute names and gsa states (the user-facing trial states)
+STATE = "gsa_state"
+EPOCHS = "epochs"
+REASON = "reason"
+TRIAL_KEY = "trial_key"
+VARIANT = "variant"
+SEED = "seed"
+CURVE = "curve"
+COMPLETE, PRUNED, FAILED, INFEASIBLE = "complete", "pruned", "failed", "infeasible"
+INTERRUPTED = "interrupted"
+
+# per-epoch keys kept in the curve attribute (a list of dicts, one per epoch)
+CURVE_KEYS: tuple[str, ...] = (
+    "epoch", "train_loss", "val_loss", "val_acc", "lr", "images_per_sec", "seconds",
+)
+OBJECTIVE_METRIC = "val_acc"  # what pruners and ASHA watch, and what Optuna is told per epoch
+
+
+class Ledger:
+    """Reads and writes one Optuna study's trials by trial number (no Ray here)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self._storage = study._storage
+        self._study_id = study._study_id
+        self._ids: dict[int, int] = {}
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.study.directions) > 1
+
+    def trial_id(self, number: int) -> int:
+        """Storage id of trial `number` (numbers are what travel with Tune trials)."""
+        if number not in self._ids:
+            self._ids[number] = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        return self._ids[number]
+
+    def frozen(self, number: int) -> optuna.trial.FrozenTrial:
+        return self._storage.get_trial(self.trial_id(number))
+
+    def set_attrs(self, number: int, attrs: Mapping[str, Any]) -> None:
+        tid = self.trial_id(number)
+        for key, value in attrs.items():
+            self._storage.set_trial_user_attr(tid, key, value)
+
+    def record_epoch(self, number: int, result: Mapping[str, Any]) -> bool:
+        """Add one epoch's metrics to the trial's curve (idempotent per epoch).
+
+        Returns whether the epoch was new. A retried or resumed trial that reports an epoch
+        again replaces it and drops any later ones.
+        """
+        if OBJECTIVE_METRIC not in result or "epoch" not in result:
+            return False
+        epoch = int(result["epoch"])
+        tid = self.trial_id(number)
+        frozen = self._storage.get_trial(tid)
+        if frozen.state.is_finished():
+            return False
+        curve = [row for row in frozen.user_attrs.get(CURVE, []) if row["epoch"] < epoch]
+        known = any(row["epoch"] == epoch for row in frozen.user_attrs.get(CURVE, []))
+        curve.append({k: _plain(result[k]) for k in CURVE_KEYS if k in result})
+        self._storage.set_trial_user_attr(tid, CURVE, curve)
+        self._storage.set_trial_user_attr(tid, EPOCHS, epoch)
+        value = float(result[OBJECTIVE_METRIC])
+        if not self.multi_objective and math.isfinite(value):
+            self._storage.set_trial_intermediate_value(tid, epoch, value)
+        return not known
+
+    def should_prune(self, number: int) -> bool:
+        """Ask the study's pruner about the trial's intermediate values so far."""
+        if self.multi_objective:
+            return False
+        trial = optuna.trial.Trial(self.study, self.trial_id(number))
+        return trial.should_prune()
+
+    def finish(self, number: int, state: str, *, values: Sequence[float] | None = None,
+               reason: str = "", attrs: Mapping[str, Any] | None = None) -> None:
+        """Close the trial: complete → COMPLETE(values); pruned/infeasible → PRUNED; failed → FAIL."""
+        frozen = self.frozen(number)
+        if frozen.state.is_finished():
+            return
+        extra = dict(attrs or {})
+        extra[STATE] = state
+        extra.setdefault(EPOCHS, int(frozen.user_attrs.get(EPOCHS, 0)))
+        if reason:
+            extra[REASON] = reason
+        self.set_attrs(number, extra)
+        if state == COMPLETE:
+            self.study.tell(number, values=list(values or ()), state=TrialState.COMPLETE)
+        elif state in (PRUNED, INFEASIBLE):
+            self.study.tell(number, state=TrialState.PRUNED)
+        elif state == FAILED:
+            self.study.tell(number, state=TrialState.FAIL)
+        else:
+            raise ValueError(f"state must be one of complete, pruned, failed, infeasible, but got state={state!r}")
+
+    def close_running(self, reason: str = INTERRUPTED) -> list[optuna.trial.FrozenTrial]:
+        """Close every RUNNING trial as FAIL with `reason` (after a crash or Ctrl-C)."""
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for frozen in running:
+            self._storage.set_trial_user_attr(frozen._trial_id, STATE, FAILED)
+            self._storage.set_trial_user_attr(frozen._trial_id, REASON, reason)
+            self.study.tell(frozen.number, state=TrialState.FAIL)
+        return running
+
+    def finished_records(self) -> list[optuna.trial.FrozenTrial]:
+        """Trials with a finished gsa record (everything but closed-as-interrupted ones)."""
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state.is_finished() and t.user_attrs.get(REASON) != INTERRUPTED and STATE in t.user_attrs:
+                out.append(t)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalar (NaN kept as None)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def open_study(storage_url: str, name: str, directions: Sequence[str], *,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """Create or load the Optuna study `name` (never the shared default name "optuna")."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = ["maximize" if d == "max" else "minimize" for d in directions]
+    return optuna.create_study(
+        storage=storage_url, study_name=name, directions=directions,
+        sampler=sampler, pruner=pruner, load_if_exists=True,
+    )

@@ -1,0 +1,75 @@
+"""The work still to do, read from the Optuna ledger (the same code for a new run and a resume).
+
+Ablations: every variant x seed without a finished record is enqueued once (by trial key).
+Searches: num_samples minus the feasible finished records; trials closed as "interrupted"
+are re-enqueued with their params and trial key, so they continue from their checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import TrialState
+
+from search.tune.ledger import INFEASIBLE, INTERRUPTED, REASON, SEED, STATE, TRIAL_KEY, VARIANT, Ledger
+from search.tune.space_compile import grid_size
+
+
+@dataclass(frozen=True)
+class Plan:
+    """`to_launch` trainable trials for this session; `finished` records already in the ledger."""
+
+    to_launch: int
+    finished: int
+    enqueued: int
+
+
+def _keys(trials: list, state: TrialState | None = None) -> set[str]:
+    return {t.user_attrs.get(TRIAL_KEY) for t in trials if state is None or t.state == state} - {None}
+
+
+def plan_ablation(study: Any, ledger: Ledger) -> Plan:
+    from search.study import planned_trials
+    from search.study_resolve import trial_key
+
+    trials = ledger.study.get_trials(deepcopy=False)
+    done = _keys(ledger.finished_records())
+    waiting = _keys(trials, TrialState.WAITING)
+    enqueued = 0
+    for variant, seed in planned_trials(study):
+        key = trial_key(variant, seed, {})
+        if key in done or key in waiting:
+            continue
+        ledger.study.enqueue_trial({}, user_attrs={TRIAL_KEY: key, VARIANT: variant, SEED: seed})
+        enqueued += 1
+    return Plan(to_launch=len(waiting) + enqueued, finished=len(done), enqueued=enqueued)
+
+
+def plan_search(study: Any, ledger: Ledger) -> Plan:
+    trials = ledger.study.get_trials(deepcopy=False)
+    records = ledger.finished_records()
+    feasible = [t for t in records if t.user_attrs.get(STATE) != INFEASIBLE]
+    target = study.search.num_samples
+    if study.search.sampler.name == "grid":
+        target = min(target, grid_size(study.search.space))
+    remaining = max(0, target - len(feasible))
+    done = _keys(records)
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    waiting_keys = _keys(waiting)
+    enqueued = 0
+    for t in trials:  # re-run interrupted trials first, with the same params and key
+        key = t.user_attrs.get(TRIAL_KEY)
+        if t.user_attrs.get(REASON) != INTERRUPTED or key is None or key in done or key in waiting_keys:
+            continue
+        if len(waiting) + enqueued >= remaining:
+            break
+        ledger.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key, SEED: t.user_attrs.get(SEED, 0)})
+        waiting_keys.add(key)
+        enqueued += 1
+    return Plan(to_launch=remaining, finished=len(records), enqueued=enqueued)
+
+
+def plan_work(study: Any, ledger: Ledger) -> Plan:
+    """Enqueue what must be (re-)run and say how many trials this session trains."""
+    return plan_ablation(study, ledger) if study.kind == "ablation" else plan_search(study, ledger)

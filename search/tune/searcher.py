@@ -1,0 +1,161 @@
+"""The Tune searcher: Optuna ask/tell over the ledger, compute budgets before launch.
+
+`suggest` asks Optuna for the next trial (an enqueued ablation arm, a re-run of an
+interrupted trial, or a fresh sample of the compiled space), builds its `TrialSpec`, counts
+its compute, and rejects an over-budget one without starting a Ray trial. `on_trial_complete`
+tells Optuna COMPLETE only at the full budget; anything shorter is PRUNED, errors are FAIL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from ray.tune.search import Searcher
+
+from search.tune.ledger import (
+    COMPLETE, EPOCHS, FAILED, INFEASIBLE, PRUNED, REASON, SEED, TRIAL_KEY, VARIANT, Ledger,
+)
+from search.tune.progress import Tally
+from search.tune.scheduler import NUMBER
+from search.tune.space_compile import sample_point
+
+CONSTRAINT_METRIC = {"max_gmacs": "gmacs", "max_params": "params"}
+FINAL_KEYS = ("test_acc", "best_val_acc", "best_epoch")
+
+
+def violations(cx: Mapping[str, float], constraints: Mapping[str, float]) -> list[str]:
+    """Human-readable broken budgets, e.g. ["gmacs 0.061 > max_gmacs 0.05"]."""
+    out = []
+    for key, limit in constraints.items():
+        metric = CONSTRAINT_METRIC[key]
+        if cx[metric] > limit:
+            out.append(f"{metric} {cx[metric]:.4g} > {key} {limit:.4g}")
+    return out
+
+
+class GsaSearcher(Searcher):
+    """Feeds Tune `to_launch` trainable trials, then FINISHED; infeasible ones do not count.
+
+    Args:
+        study: the `Study`; ledger: its Optuna study wrapper; to_launch: trials to start now.
+        measure: `TrialSpec -> {"params", "gmacs", "act_mb"}` (gsa_space.complexity, in the driver).
+        tally: counts for the progress line.
+    """
+
+    def __init__(self, study: Any, ledger: Ledger, *, to_launch: int,
+                 measure: Callable[[Any], Mapping[str, float]], tally: Tally) -> None:
+        super().__init__(metric="val_acc", mode="max")
+        self._study, self._ledger, self._measure, self._tally = study, ledger, measure, tally
+        self._left = to_launch
+        self._numbers: dict[str, int] = {}
+        self._budgets: dict[int, int] = {}
+        self.error: Exception | None = None
+        search = study.search
+        self._constraints = search.constraints_dict() if search is not None else {}
+        self._objectives = tuple(search.objectives) if search is not None else (("val_acc", "max"),)
+        self._max_rejections = search.max_rejections if search is not None else 1
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self.error is not None or self._left <= 0:
+            return Searcher.FINISHED
+        try:
+            config = self._next_feasible()
+        except ValueError as err:  # too many rejections in a row: stop launching, the runner reports it
+            self.error = err
+            return Searcher.FINISHED
+        self._left -= 1
+        self._numbers[trial_id] = config[NUMBER]
+        return config
+
+    def _next_feasible(self) -> dict:
+        rejected: list[str] = []
+        while True:
+            config, broken = self._ask()
+            if not broken:
+                return config
+            rejected.append(broken)
+            if len(rejected) >= self._max_rejections:
+                raise ValueError(
+                    f"{self._study.source}: constraints: {len(rejected)} sampled configurations in a row "
+                    f"were over budget (last: {broken}); relax constraints ({self._constraints}) or "
+                    f"shrink the space, or raise max_rejections={self._max_rejections}"
+                )
+
+    def _ask(self) -> tuple[dict | None, str]:
+        """One Optuna trial: (Tune config, "") when feasible, (None, reason) when rejected."""
+        from search.study import resolve_trial
+
+        trial = self._ledger.study.ask()
+        attrs = trial.user_attrs
+        if self._study.kind == "ablation":
+            variant, values = attrs[VARIANT], {}
+        else:
+            variant, values = None, sample_point(trial, self._study.search.space)
+        seed = int(attrs.get(SEED, self._study.seeds[0]))
+        key = attrs.get(TRIAL_KEY) or f"trial_{trial.number:04d}"
+        name = variant or f"trial_{trial.number}"
+        base = {TRIAL_KEY: key, VARIANT: name, SEED: seed}
+        try:
+            spec = resolve_trial(self._study, variant=variant, seed=seed, params=values)
+        except ValueError as err:
+            reason = f"invalid: {err}"
+            self._reject(trial, base, reason, {}, {"valid": 1.0})
+            return None, reason
+        cx = {k: float(v) for k, v in self._measure(spec).items()}
+        attrs_out = {**base, **cx, "config_key": spec.trial_key, "budget_epochs": int(spec.train.epochs)}
+        margins = {CONSTRAINT_METRIC[k]: cx[CONSTRAINT_METRIC[k]] - lim for k, lim in self._constraints.items()}
+        broken = violations(cx, self._constraints)
+        if broken:
+            reason = "; ".join(broken)
+            self._reject(trial, attrs_out, reason, cx, margins)
+            return None, reason
+        for name_, margin in margins.items():
+            trial.set_constraint(name_, margin)
+        self._ledger.set_attrs(trial.number, {**attrs_out, EPOCHS: 0})
+        self._budgets[trial.number] = int(spec.train.epochs)
+        config = {NUMBER: trial.number, TRIAL_KEY: key, VARIANT: variant, SEED: seed,
+                  "params": values, "complexity": cx}
+        return config, ""
+
+    def _reject(self, trial: Any, attrs: dict, reason: str, cx: dict, margins: Mapping[str, float]) -> None:
+        for name, margin in margins.items():
+            trial.set_constraint(name, margin)
+        self._ledger.finish(trial.number, INFEASIBLE, reason=reason, attrs={**attrs, EPOCHS: 0})
+        self._tally.add(INFEASIBLE)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        number = self._numbers.pop(trial_id, None)
+        if number is None:
+            return
+        frozen = self._ledger.frozen(number)
+        if frozen.state.is_finished():
+            return
+        if result is None and not error:
+            return  # stopped before it ran (shutdown): the runner closes it as interrupted
+        result = result or {}
+        epochs = int(result.get("epoch", frozen.user_attrs.get(EPOCHS, 0)) or 0)
+        budget = self._budgets.pop(number, int(frozen.user_attrs.get("budget_epochs", 0)))
+        attrs = {EPOCHS: epochs, **{k: result[k] for k in FINAL_KEYS if result.get(k) is not None}}
+        if error or result.get("diverged"):
+            reason = result.get("diverged") or frozen.user_attrs.get(REASON) or "error"
+            self._ledger.finish(number, FAILED, reason=reason, attrs=attrs)
+            self._tally.add(FAILED)
+        elif epochs >= budget:
+            values = [self._objective_value(m, result, frozen.user_attrs) for m, _ in self._objectives]
+            self._ledger.finish(number, COMPLETE, values=values, attrs=attrs)
+            self._tally.add(COMPLETE, result.get("val_acc"))
+        else:
+            reason = f"stopped by the pruner at epoch {epochs} of {budget}"
+            self._ledger.finish(number, PRUNED, reason=reason, attrs=attrs)
+            self._tally.add(PRUNED)
+
+    @staticmethod
+    def _objective_value(metric: str, result: Mapping[str, Any], attrs: Mapping[str, Any]) -> float:
+        if metric in result:
+            return float(result[metric])
+        if metric in attrs:
+            return float(attrs[metric])
+        raise KeyError(f"objective {metric!r} is neither reported by the trial nor known before it ran")

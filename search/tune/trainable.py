@@ -1,0 +1,90 @@
+"""The Ray Tune trainable: one epoch of a `Trainer` per `step()`, checkpointed every epoch.
+
+The data set arrives once through the object store (`tune.with_parameters`); the trial is
+rebuilt from the study and the sampled values (`resolve_trial`), never from YAML. The
+checkpoint `RUN_DIR/checkpoints/<trial_key>/last.pt` lets a retried or resumed trial continue.
+Worker imports stay light: torch and the training loop, no pandas, fvcore or Optuna.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+DONE = "done"
+
+
+def trial_device(gpu: float) -> str:
+    """`cuda` when the trial holds (part of) a GPU and CUDA is there, else `cpu`."""
+    import torch
+
+    return "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
+
+
+class GsaTrainable(tune.Trainable):
+    """Config keys: optuna_number, trial_key, variant, seed, params, complexity."""
+
+    def setup(self, config: dict, data: Any = None, study: Any = None, run_dir: str = "") -> None:
+        self._data, self._study, self._run_dir = data, study, Path(run_dir)
+        self._start(config)
+
+    def _start(self, config: dict) -> None:
+        from search.study import resolve_trial
+        from search.train_loop import Trainer, load_checkpoint
+
+        spec = resolve_trial(self._study, variant=config["variant"], seed=int(config["seed"]),
+                             params=config["params"])
+        res = self._study.resources
+        self._trainer = Trainer(spec, self._data, device=trial_device(res.gpu), threads=max(1, int(res.cpu)),
+                                augment=self._study.data.augment)
+        self._budget = int(spec.train.epochs)
+        self._complexity = dict(config.get("complexity", {}))
+        self._ckpt = self._run_dir / "checkpoints" / str(config["trial_key"]) / "last.pt"
+        self._restored: list[dict] = []
+        if self._ckpt.exists():
+            load_checkpoint(self._trainer, self._ckpt)
+            self._restored = [r.as_dict() for r in self._trainer.history]
+
+    def step(self) -> dict:
+        from search.train_loop import DivergedError, save_checkpoint
+
+        trainer = self._trainer
+        result: dict[str, Any] = dict(self._complexity)
+        if self._restored:
+            result["restored_history"] = json.dumps(self._restored)
+            self._restored = []
+        if trainer.epoch >= self._budget:  # the checkpoint already holds the full budget
+            last = trainer.history[-1].as_dict()
+        else:
+            try:
+                last = trainer.train_epoch().as_dict()
+            except DivergedError as err:
+                reason = str(err) if str(err).startswith("diverged") else f"diverged: {err}"
+                return {**result, "epoch": trainer.epoch, "diverged": reason, DONE: True}
+            save_checkpoint(trainer, self._ckpt)
+        result.update(last)
+        result["best_val_acc"] = trainer.best_val_acc
+        result["best_epoch"] = trainer.best_epoch
+        if trainer.epoch >= self._budget:
+            result["test_acc"] = trainer.test()
+            result[DONE] = True
+        return result
+
+    def reset_config(self, new_config: dict) -> bool:
+        """Reuse this actor (torch already imported, data already fetched) for the next trial."""
+        self._start(new_config)
+        return True
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict:
+        # Our own checkpoint file is the state; Tune only records where it is.
+        return {"path": str(self._ckpt)}
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        from search.train_loop import load_checkpoint
+
+        path = Path(checkpoint["path"]) if isinstance(checkpoint, dict) else self._ckpt
+        if path.exists():
+            load_checkpoint(self._trainer, path)

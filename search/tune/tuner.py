@@ -1,0 +1,118 @@
+"""Ray Tune session: start (or join) Ray, put the data once, run the trials, shut down.
+
+This is the one place that talks to Ray (and sets the environment variables that quiet it).
+Each call is one Tune experiment under `RUN_DIR/tune/<session>`; a resumed run starts a new
+session, with the work list computed from the Optuna ledger, not from Tune's snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+for _key, _value in {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+import ray  # noqa: E402  (after the environment above)
+from ray import tune  # noqa: E402
+
+from search.tune.ledger import Ledger  # noqa: E402
+from search.tune.progress import ProgressLine, Tally  # noqa: E402
+from search.tune.scheduler import make_scheduler  # noqa: E402
+from search.tune.searcher import GsaSearcher  # noqa: E402
+from search.tune.trainable import GsaTrainable  # noqa: E402
+
+MAX_FAILURES = 1  # one retry from the last checkpoint before a trial counts as failed
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """What one Tune session did: trials launched and finished, and why it stopped early."""
+
+    launched: int
+    finished: int
+    interrupted: bool
+    error: Exception | None = None
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's per-trial folder: the trial key and Tune's id (short and readable)."""
+    return f"{trial.config.get('trial_key', 'trial')}_{trial.trial_id}"
+
+
+def start_ray(address: str | None) -> None:
+    """Join `address`, or start a local Ray with every core of this machine (no dashboard)."""
+    if ray.is_initialized():
+        return
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+             "configure_logging": True}
+    if address:
+        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+    else:
+        ray.init(num_cpus=os.cpu_count(), **quiet)
+
+
+def put_data(data: Any) -> Any:
+    """The one `ray.put` of the data set in a run; trials receive the reference."""
+    return ray.put(data)
+
+
+def run_session(*, study: Any, ledger: Ledger, run_dir: Path, data: Any, to_launch: int, session: str,
+                measure: Callable[[Any], Mapping[str, float]], address: str | None = None,
+                progress_every_s: float = 5.0) -> SessionOutcome:
+    """Run up to `to_launch` trials of `study` in one Tune experiment; records go to `ledger`.
+
+    Example:
+        >>> run_session(study=s, ledger=Ledger(optuna_study), run_dir=Path("runs/q"), data=d,
+        ...             to_launch=4, session="session_1", measure=measure)
+    """
+    tally = Tally(planned=to_launch)
+    if to_launch <= 0:
+        return SessionOutcome(0, 0, False)
+    start_ray(address)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    logging.getLogger("ray.train").setLevel(logging.ERROR)
+    data_ref = put_data(data)
+    searcher = GsaSearcher(study, ledger, to_launch=to_launch, measure=measure, tally=tally)
+    pruner = study.search.pruner if study.kind == "search" else None
+    scheduler = make_scheduler(ledger, pruner=pruner.name if pruner else "none",
+                               options=pruner.options_dict() if pruner else {}, max_t=study.train.epochs)
+    res = study.resources
+    trainable = tune.with_resources(
+        tune.with_parameters(GsaTrainable, data=data_ref, study=study, run_dir=str(run_dir.resolve())),
+        {"cpu": res.cpu, "gpu": res.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=to_launch,
+            max_concurrent_trials=study.max_concurrent, reuse_actors=True,
+            trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0, checkpoint_at_end=False),
+            callbacks=[ProgressLine(study.name, tally, every_s=progress_every_s)],
+        ),
+    )
+    tuner.fit()
+    finished = tally.done
+    interrupted = searcher.error is None and finished < to_launch
+    return SessionOutcome(to_launch, finished, interrupted, searcher.error)
+
+
+def stop_ray() -> None:
+    """Shut down this process's Ray connection (never `ray stop`: others may share the host)."""
+    if ray.is_initialized():
+        ray.shutdown()
