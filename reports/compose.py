@@ -1,0 +1,242 @@
+"""Assemble a report from loaded frames: the sections, their raw tables and their figures.
+
+No file I/O: `write.py` loads the run(s), calls `compose_report`, then saves what it returns.
+Sections: summary, ablation table or leaderboard + importance, Pareto front, EDFs, learning
+curves, compute ledger, excluded trials.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from reports import columns as C
+from reports import figures as F
+from reports import formatting as fmt
+from reports import tables as T
+from reports.ledger import Ledger, compute_ledger
+from reports.render import Document, FigureRef, Section
+
+LEADERBOARD_ROWS = 20
+MAX_EDF_FACTORS = 8
+MAX_EDF_VALUES = 8  # a factor with more distinct values (a continuous one) gets no EDF
+
+
+@dataclass(frozen=True)
+class Study:
+    """What composing needs to know about the run(s): kind, baseline, objectives, design fields."""
+
+    title: str
+    description: str
+    kind: str
+    baseline: str | None
+    objectives: Mapping[str, str]
+    space_fields: tuple[str, ...]
+    header: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ReportParts:
+    """A composed report: the document, raw tables (to CSV) and figures (to PNG) by file stem."""
+
+    document: Document
+    tables: Mapping[str, pd.DataFrame]
+    figures: Mapping[str, Figure]
+
+
+def file_stem(text: str) -> str:
+    """A safe file stem: letters, digits, '.', '-' and '_' kept, anything else '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def primary_metric(study: Study) -> str:
+    """The first objective (what Optuna optimises first), val_acc when none is named."""
+    return next(iter(study.objectives), C.VAL_ACC)
+
+
+def pareto_objectives(study: Study) -> dict[str, str]:
+    """The study's objectives, plus GMACs (min) so that accuracy is weighed against compute."""
+    objectives = {primary_metric(study): "max", C.GMACS: "min"}
+    objectives.update(study.objectives)
+    return objectives
+
+
+def _shown(frame: pd.DataFrame, study: Study, extra: tuple[str, ...]) -> pd.DataFrame:
+    lead = [c for c in (C.RUN, C.RANK, C.VARIANT, C.SEED) if c in frame.columns]
+    fields = [c for c in study.space_fields if c in frame.columns]
+    return fmt.format_table(frame[lead + fields + [c for c in extra if c in frame.columns]])
+
+
+def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) -> Section:
+    counts = trials[C.STATE].value_counts()
+    bullets = [f"{len(trials)} trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in C.STATES)
+               + "; only complete trials enter accuracy comparisons."]
+    metric = primary_metric(study)
+    if ablation is not None:
+        ranked = ablation.dropna(subset=[C.mean_col(metric)]).sort_values(C.mean_col(metric), ascending=False)
+        if len(ranked):
+            best = ranked.iloc[0]
+            bullets.append(f"Best variant by mean {metric}: {best[C.VARIANT]} "
+                           f"({fmt.mean_std(best[C.mean_col(metric)], best[C.std_col(metric)])} "
+                           f"over {best[C.N_SEEDS]} seeds).")
+        for _, row in ablation.iterrows():
+            if row[C.VARIANT] == study.baseline or pd.isna(row[C.DELTA]):
+                continue
+            where = "excludes" if row[C.DELTA_LO] > 0 or row[C.DELTA_HI] < 0 else "includes"
+            test = "paired" if row[C.PAIRED] else "unpaired"
+            bullets.append(f"{row[C.VARIANT]}: {fmt.pp(row[C.DELTA])} {metric} against {study.baseline}, "
+                           f"95% CI {fmt.ci(row[C.DELTA_LO], row[C.DELTA_HI])} ({test}; the interval {where} 0).")
+        few = ablation.loc[ablation[C.FEW_SEEDS], C.VARIANT].tolist()
+        if few:
+            bullets.append(f"Fewer than {C.MIN_SEEDS} complete seeds, read with care: {', '.join(few)}.")
+    else:
+        board = T.leaderboard(trials, metric)
+        if len(board):
+            best = board.iloc[0]
+            bullets.append(f"Best trial by {metric}: {best[C.VARIANT]} ({fmt.pct(best[metric])}, "
+                           f"{fmt.sig3(best[C.GMACS])} GMACs, {fmt.count(best[C.PARAMS])} params).")
+    objectives = pareto_objectives(study)
+    front = T.pareto_front(trials, objectives)
+    bullets.append(f"Pareto front over {', '.join(f'{k} ({v})' for k, v in objectives.items())}: "
+                   f"{len(front)} of {len(T.complete_trials(trials))} complete trials.")
+    return Section("Summary", bullets=tuple(bullets))
+
+
+def _ablation_section(study: Study, table: pd.DataFrame) -> Section:
+    metric = primary_metric(study)
+    shown = pd.DataFrame({
+        "variant": table[C.VARIANT],
+        "seeds": table[C.N_SEEDS].astype(str),
+        "params": table[C.PARAMS].map(fmt.count),
+        "GMACs": table[C.GMACS].map(fmt.sig3),
+        "val acc": [fmt.mean_std(m, s) for m, s in zip(table[C.mean_col(C.VAL_ACC)], table[C.std_col(C.VAL_ACC)])],
+        "test acc": [fmt.mean_std(m, s) for m, s in zip(table[C.mean_col(C.TEST_ACC)], table[C.std_col(C.TEST_ACC)])],
+        f"Δ {metric}": ["baseline" if v == study.baseline else fmt.pp(d) for v, d in zip(table[C.VARIANT], table[C.DELTA])],
+        "95% CI": ["—" if v == study.baseline else fmt.ci(lo, hi)
+                   for v, lo, hi in zip(table[C.VARIANT], table[C.DELTA_LO], table[C.DELTA_HI])],
+        "test": ["—" if v == study.baseline else ("paired" if p else "unpaired")
+                 for v, p in zip(table[C.VARIANT], table[C.PAIRED])],
+        "note": [f"< {C.MIN_SEEDS} seeds" if f else "" for f in table[C.FEW_SEEDS]],
+    })
+    text = (f"Mean ± sample std over seeds of complete trials; Δ is the change in {metric} against "
+            f"{study.baseline}, with a percentile bootstrap 95% CI (paired over seeds when both ran "
+            f"the same seeds).")
+    return Section("Ablation", paragraphs=(text,), table=shown,
+                   figures=(FigureRef("ablation_bars", f"Δ {metric} per variant against {study.baseline}, "
+                                                       "with 95% bootstrap CI whiskers."),))
+
+
+def _search_sections(study: Study, trials: pd.DataFrame, importance: pd.DataFrame | None) -> list[Section]:
+    metric = primary_metric(study)
+    board = T.leaderboard(trials, metric).head(LEADERBOARD_ROWS)
+    extra = (C.PARAMS, C.GMACS, C.VAL_ACC, C.BEST_VAL_ACC, C.TEST_ACC, C.EPOCHS, C.WALL_S)
+    sections = [Section("Leaderboard", paragraphs=(f"Top {LEADERBOARD_ROWS} complete trials by {metric}.",),
+                        table=_shown(board, study, extra))]
+    if importance is None:
+        return sections
+    note = importance.attrs.get("note", "")
+    if importance.empty:
+        sections.append(Section("Parameter importance", paragraphs=(f"Not computed: {note}.",)))
+    else:
+        shown = fmt.format_table(importance.reset_index(), {c: fmt.sig3 for c in importance.columns})
+        sections.append(Section("Parameter importance", paragraphs=(f"Share of variance explained ({note}).",),
+                                table=shown))
+    return sections
+
+
+def _edf_factors(study: Study, trials: pd.DataFrame) -> list[str]:
+    if study.kind == "ablation":
+        return [C.VARIANT]
+    done = T.complete_trials(trials)
+    varying = []
+    for name in study.space_fields:
+        n_values = done[name].astype(str).nunique() if name in done.columns else 0
+        if 2 <= n_values <= MAX_EDF_VALUES and n_values < len(done):  # all-distinct: continuous
+            varying.append(name)
+    return varying[:MAX_EDF_FACTORS]
+
+
+def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | None,
+                   importance: pd.DataFrame | None = None) -> ReportParts:
+    """Tables, figures and the document of one report over `trials` (and `curves` when known)."""
+    tables: dict[str, pd.DataFrame] = {}
+    figures: dict[str, Figure] = {}
+    sections: list[Section] = []
+    metric = primary_metric(study)
+    by_variant = study.kind == "ablation"
+    ablation = None
+    if study.kind == "ablation":
+        ablation = T.ablation_table(trials, baseline=study.baseline, metric=metric)
+        tables["ablation"] = ablation
+        figures["ablation_bars"] = F.ablation_bars(ablation, baseline=study.baseline, metric=metric)
+        sections.append(_ablation_section(study, ablation))
+    else:
+        tables["leaderboard"] = T.leaderboard(trials, metric)
+        if importance is not None and not importance.empty:
+            tables["importance"] = importance.reset_index()
+        sections += _search_sections(study, trials, importance)
+
+    front = T.pareto_front(trials, pareto_objectives(study))
+    tables["pareto"] = front
+    figures["acc_vs_gmacs"] = F.accuracy_vs_compute(trials, x=C.GMACS, metric=metric, baseline=study.baseline,
+                                                     by_variant=by_variant)
+    figures["acc_vs_params"] = F.accuracy_vs_compute(trials, x=C.PARAMS, metric=metric, baseline=study.baseline,
+                                                     by_variant=by_variant)
+    sections.append(Section(
+        "Pareto front", paragraphs=("Complete trials that no other complete trial beats on every objective.",),
+        table=_shown(front, study, (C.PARAMS, C.GMACS, C.ACT_MB, C.VAL_ACC, C.TEST_ACC)),
+        figures=(FigureRef("acc_vs_gmacs", f"{metric} against GMACs; dashed: Pareto front; star: baseline."),
+                 FigureRef("acc_vs_params", f"{metric} against parameters; star: baseline."))))
+
+    refs = []
+    for factor in _edf_factors(study, trials):
+        edf = T.error_edf(trials, factor, metric)
+        stem = f"edf_{file_stem(factor)}"
+        tables[stem], figures[stem] = edf, F.edf_figure(edf, factor)
+        refs.append(FigureRef(stem, f"Error EDF by {factor}: the share of trials at or below each error."))
+    sections.append(Section("Error EDFs", paragraphs=(
+        "Empirical distribution of error (1 - accuracy) per design choice, after Radosavovic et al., "
+        "On Network Design Spaces for Visual Recognition: a curve further left is a better choice.",),
+        figures=tuple(refs)))
+
+    if curves is not None and len(curves):
+        figures["learning_curves"] = F.learning_curves(curves, trials, metric=C.VAL_ACC, baseline=study.baseline,
+                                                          by_variant=by_variant)
+        sections.append(Section("Learning curves", figures=(
+            FigureRef("learning_curves", "Validation accuracy per epoch; pruned trials faint, failed dotted."),)))
+    else:
+        sections.append(Section("Learning curves", paragraphs=("No per-epoch records (curves.csv) in the run.",)))
+
+    ledger = compute_ledger(trials)
+    tables["ledger"] = ledger.to_frame()
+    sections.append(Section("Compute ledger", table=_ledger_table(ledger)))
+
+    excluded = T.excluded_trials(trials)
+    tables["excluded"] = excluded
+    if excluded.empty:
+        sections.append(Section("Excluded trials", paragraphs=("None: every trial trained to the full budget.",)))
+    else:
+        sections.append(Section("Excluded trials", paragraphs=(
+            "Pruned, failed and infeasible trials: left out of every accuracy comparison above.",),
+            table=fmt.format_table(excluded)))
+
+    sections.insert(0, _summary(study, trials, ablation))
+    doc = Document(study.title, study.description, study.header, tuple(sections))
+    return ReportParts(doc, tables, figures)
+
+
+def _ledger_table(ledger: Ledger) -> pd.DataFrame:
+    rows = [
+        ("trials (complete / pruned / failed / infeasible)",
+         f"{ledger.trials} ({ledger.complete} / {ledger.pruned} / {ledger.failed} / {ledger.infeasible})"),
+        ("epochs trained", str(ledger.epochs_trained)),
+        ("trial-hours (infeasible trials take none)", fmt.sig3(ledger.trial_hours)),
+        ("epochs saved by pruning", str(ledger.pruned_epochs_saved)),
+        ("epochs had no trial been pruned", str(ledger.full_budget_epochs)),
+        ("share of training saved by pruning", fmt.pct(ledger.saved_share)),
+    ]
+    return pd.DataFrame(rows, columns=["quantity", "value"])

@@ -1,0 +1,109 @@
+"""Number formatting for report tables: accuracy as %, deltas in percentage points, sizes and times.
+
+Every formatter turns NaN/None into an em dash, so that a missing value reads as missing and
+never as zero. `format_table` applies a formatter per column and returns a frame of strings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+import pandas as pd
+
+from reports import columns as C
+
+DASH = "—"
+
+
+def _missing(x: object) -> bool:
+    if x is None or x is pd.NA:
+        return True
+    try:
+        return math.isnan(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def pct(x: object) -> str:
+    """A fraction as a percentage with 2 decimals: 0.8523 -> '85.23%'."""
+    return DASH if _missing(x) else f"{100.0 * float(x):.2f}%"
+
+
+def pp(x: object) -> str:
+    """A difference of fractions in signed percentage points: 0.0123 -> '+1.23 pp'."""
+    return DASH if _missing(x) else f"{100.0 * float(x):+.2f} pp"
+
+
+def sig3(x: object) -> str:
+    """Three significant digits: 0.0123456 -> '0.0123', 1234.5 -> '1.23e+03'."""
+    return DASH if _missing(x) else f"{float(x):.3g}"
+
+
+def count(x: object) -> str:
+    """A count with an SI suffix: 1234 -> '1.23K', 2_500_000 -> '2.50M', 12 -> '12'."""
+    if _missing(x):
+        return DASH
+    value = float(x)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= div:
+            return f"{value / div:.2f}{suffix}"
+    return f"{int(round(value))}"
+
+
+def seconds(x: object) -> str:
+    """A duration: 42.0 -> '42.0 s', 754 -> '12.6 min', 7300 -> '2.03 h'."""
+    if _missing(x):
+        return DASH
+    value = float(x)
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.2f} h"
+
+
+def plain(x: object) -> str:
+    """Anything else: text as is, whole floats without '.0', other floats with 4 significant digits."""
+    if _missing(x):
+        return DASH
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{int(x)}" if x.is_integer() else f"{x:.4g}"
+    return str(x)
+
+
+def ci(lo: object, hi: object) -> str:
+    """A confidence interval in percentage points: '[-0.50, +2.10] pp'."""
+    if _missing(lo) or _missing(hi):
+        return DASH
+    return f"[{100.0 * float(lo):+.2f}, {100.0 * float(hi):+.2f}] pp"
+
+
+def mean_std(mean: object, std: object) -> str:
+    """Accuracy mean ± std in %: '85.23 ± 0.41%' (just the mean when std is missing)."""
+    if _missing(mean):
+        return DASH
+    if _missing(std):
+        return pct(mean)
+    return f"{100.0 * float(mean):.2f} ± {100.0 * float(std):.2f}%"
+
+
+# the formatter of each known column; others go through `plain`
+FORMATTERS: Mapping[str, Callable[[object], str]] = {
+    C.VAL_ACC: pct, C.BEST_VAL_ACC: pct, C.TEST_ACC: pct,
+    C.GMACS: sig3, C.ACT_MB: sig3, C.PARAMS: count,
+    C.WALL_S: seconds, C.IMAGES_PER_SEC: sig3, C.DELTA: pp,
+    C.IMPORTANCE: sig3,
+}
+
+
+def format_table(frame: pd.DataFrame, formatters: Mapping[str, Callable[[object], str]] | None = None) -> pd.DataFrame:
+    """A frame of strings: each column through its formatter (`FORMATTERS`, then `plain`)."""
+    chosen = {**FORMATTERS, **(formatters or {})}
+    out = pd.DataFrame(index=range(len(frame)))
+    for col in frame.columns:
+        fmt = chosen.get(col, plain)
+        out[col] = [fmt(v) for v in frame[col].tolist()]
+    return out

@@ -1,0 +1,155 @@
+"""Pure table functions over the tidy trials frame: a frame in, a frame out, no I/O.
+
+Only complete trials (trained to the full budget) enter accuracy comparisons; pruned, failed
+and infeasible trials are listed by `excluded_trials`. The EDF of error per design choice follows
+Radosavovic et al., "On Network Design Spaces for Visual Recognition" (arXiv 1905.13214).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from reports import columns as C
+from reports.stats import DEFAULT_RESAMPLES, delta_ci
+
+MODES = ("max", "min")
+UNSET = "(unset)"  # EDF label for a conditional factor that a trial did not use
+
+
+def complete_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials trained to the full budget: the only ones compared on accuracy."""
+    return trials[trials[C.STATE] == C.COMPLETE]
+
+
+def _require(trials: pd.DataFrame, *cols: str) -> None:
+    missing = [c for c in cols if c not in trials.columns]
+    if missing:
+        raise KeyError(f"trials frame has no column(s) {missing}; it has {list(trials.columns)}")
+
+
+def _first(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.iloc[0]) if len(values) else float("nan")
+
+
+def ablation_table(
+    trials: pd.DataFrame, *, baseline: str | None, metric: str = C.VAL_ACC,
+    resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+) -> pd.DataFrame:
+    """Per variant: seeds, params, gmacs, val/test accuracy mean and std, and the delta of
+    `metric` to `baseline` with a bootstrap 95% CI (paired over seeds when the seed sets match).
+
+    Columns: variant, n_seeds, params, gmacs, val_acc_mean, val_acc_std, test_acc_mean,
+    test_acc_std, [metric_mean, metric_std,] delta, delta_ci_lo, delta_ci_hi, paired, few_seeds.
+    The baseline's row comes first; its delta is 0. Std is the sample std (NaN for one seed).
+    """
+    _require(trials, C.VARIANT, C.SEED, C.STATE, metric)
+    variants = list(dict.fromkeys(trials[C.VARIANT]))
+    if baseline is not None and baseline not in variants:
+        raise ValueError(f"baseline {baseline!r} is not a variant of these trials; variants: {variants}")
+    if baseline is not None:
+        variants = [baseline] + [v for v in variants if v != baseline]
+    done = complete_trials(trials)
+    by_variant = {v: done[done[C.VARIANT] == v] for v in variants}
+    base = by_variant.get(baseline) if baseline is not None else None
+    base_values = {} if base is None else dict(zip(base[C.SEED], base[metric]))
+    stats_cols = list(dict.fromkeys([C.VAL_ACC, C.TEST_ACC, metric]))
+    rows = []
+    for variant in variants:
+        group = by_variant[variant]
+        every = trials[trials[C.VARIANT] == variant]  # compute is known for any state
+        row: dict[str, object] = {C.VARIANT: variant, C.N_SEEDS: int(group[C.SEED].nunique()),
+                                  C.PARAMS: _first(every[C.PARAMS]), C.GMACS: _first(every[C.GMACS])}
+        for col in stats_cols:
+            row[C.mean_col(col)] = float(group[col].mean()) if len(group) else float("nan")
+            row[C.std_col(col)] = float(group[col].std(ddof=1)) if len(group) > 1 else float("nan")
+        values = {s: v for s, v in zip(group[C.SEED], group[metric]) if not np.isnan(v)}
+        base_ok = {s: v for s, v in base_values.items() if not np.isnan(v)}
+        if values and base_ok:
+            ci = delta_ci(values, base_ok, resamples=resamples, seed=seed)
+            row.update({C.DELTA: ci.delta, C.DELTA_LO: ci.lo, C.DELTA_HI: ci.hi, C.PAIRED: ci.paired})
+        else:
+            row.update({C.DELTA: float("nan"), C.DELTA_LO: float("nan"), C.DELTA_HI: float("nan"),
+                        C.PAIRED: False})
+        row[C.FEW_SEEDS] = row[C.N_SEEDS] < C.MIN_SEEDS
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table[C.N_SEEDS] = table[C.N_SEEDS].astype("int64")
+    table[C.PAIRED] = table[C.PAIRED].astype(bool)
+    table[C.FEW_SEEDS] = table[C.FEW_SEEDS].astype(bool)
+    return table
+
+
+def _check_mode(name: str, mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"objective {name!r} must have mode 'max' or 'min', but got {mode!r}")
+
+
+def leaderboard(trials: pd.DataFrame, metric: str = C.VAL_ACC, *, mode: str = "max") -> pd.DataFrame:
+    """Complete trials best first by `metric`, with a 1-based `rank` column in front.
+
+    Ties keep the trials' order; trials with no value of `metric` go last.
+    """
+    _require(trials, C.STATE, metric)
+    _check_mode(metric, mode)
+    done = complete_trials(trials)
+    board = done.sort_values(metric, ascending=(mode == "min"), na_position="last", kind="stable")
+    board = board.drop(columns=[C.STATE, C.REASON], errors="ignore").reset_index(drop=True)
+    board.insert(0, C.RANK, np.arange(1, len(board) + 1, dtype="int64"))
+    return board
+
+
+def pareto_front(trials: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
+    """The complete trials that no other complete trial dominates on `objectives`.
+
+    `objectives` maps a column to "max" or "min", e.g. {"val_acc": "max", "gmacs": "min"}.
+    A point dominates another when it is no worse on every objective and better on one;
+    equal points are all kept. Sorted by the first objective, best first.
+    """
+    if len(objectives) < 1:
+        raise ValueError("pareto_front needs at least one objective, but got objectives={}")
+    for name, mode in objectives.items():
+        _check_mode(name, mode)
+    _require(trials, C.STATE, *objectives)
+    done = complete_trials(trials).dropna(subset=list(objectives))
+    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
+    points = done[list(objectives)].to_numpy(dtype=float) * signs      # (n, k), larger is better
+    ge = (points[:, None, :] >= points[None, :, :]).all(axis=2)        # (n, n): i no worse than j
+    gt = (points[:, None, :] > points[None, :, :]).any(axis=2)         # (n, n): i better somewhere
+    dominated = (ge & gt).any(axis=0)                                  # (n,): someone dominates j
+    front = done[~dominated]
+    first, mode = next(iter(objectives.items()))
+    return front.sort_values(first, ascending=(mode == "min"), kind="stable").reset_index(drop=True)
+
+
+def error_edf(trials: pd.DataFrame, factor: str, metric: str = C.VAL_ACC) -> pd.DataFrame:
+    """Empirical distribution of error (1 - metric) of complete trials, per value of `factor`.
+
+    Tidy: one row per trial with columns value (the factor's value as text; "(unset)" when the
+    factor did not apply), error, and cum_fraction = the share of that value's trials with an
+    error at most this one (i/n for the i-th smallest of n). Rows sorted by value, then error.
+    """
+    _require(trials, C.STATE, factor, metric)
+    done = complete_trials(trials).dropna(subset=[metric])
+    values = done[factor].map(lambda x: UNSET if pd.isna(x) else str(x))
+    frame = pd.DataFrame({C.FACTOR_VALUE: values.to_numpy(),
+                          C.ERROR: 1.0 - done[metric].to_numpy(dtype=float)})
+    frame = frame.sort_values([C.FACTOR_VALUE, C.ERROR], kind="stable").reset_index(drop=True)
+    rank = frame.groupby(C.FACTOR_VALUE).cumcount() + 1
+    size = frame.groupby(C.FACTOR_VALUE)[C.ERROR].transform("size")
+    frame[C.CUM_FRACTION] = (rank / size).astype(float)
+    return frame
+
+
+def excluded_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The pruned, failed and infeasible trials, with state, epochs reached and reason."""
+    _require(trials, C.TRIAL_ID, C.VARIANT, C.SEED, C.STATE, C.EPOCHS, C.BUDGET_EPOCHS, C.REASON)
+    out = trials[trials[C.STATE] != C.COMPLETE]
+    order = out[C.STATE].map({s: i for i, s in enumerate(C.STATES)})
+    cols = [C.TRIAL_ID, C.VARIANT, C.SEED, C.STATE, C.EPOCHS, C.BUDGET_EPOCHS, C.REASON]
+    if C.RUN in trials.columns:
+        cols.insert(0, C.RUN)
+    return out.assign(_order=order).sort_values(["_order", C.TRIAL_ID], kind="stable")[cols].reset_index(drop=True)

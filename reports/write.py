@@ -1,0 +1,163 @@
+"""All report file I/O: load run directories, compose, and write report.md, report.html,
+figures/*.png and tables/*.csv.
+
+`write_report` covers one run; `write_comparison` one report over several runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from reports import columns as C
+from reports.compose import ReportParts, Study, compose_report, primary_metric
+from reports.header import comparison_header, run_header
+from reports.importance import param_importance
+from reports.load import ReportError, RunInfo, load_curves, load_results, load_run_info
+from reports.render import FIGURES_DIR, render_html, render_markdown
+
+TABLES_DIR = "tables"
+OPTUNA_DB = "optuna.db"
+
+
+def _storage_url(info: RunInfo) -> str | None:
+    """The run's own optuna.db when it is there (the run may have moved), else run.json's URL."""
+    local = info.path / OPTUNA_DB
+    if local.is_file():
+        return f"sqlite:///{local.resolve()}"
+    return info.run.get("storage")
+
+
+def _importance(info: RunInfo) -> pd.DataFrame | None:
+    """Parameter importance of a search run; a frame with a note when it cannot be computed."""
+    if info.kind != "search":
+        return None
+    url = _storage_url(info)
+    names = list(info.objectives)
+    if not url:
+        frame = pd.DataFrame(columns=names)
+        frame.attrs["note"] = "run.json names no Optuna storage"
+        return frame
+    try:
+        return param_importance(url, str(info.run.get("optuna_study") or info.name), objective_names=names)
+    except Exception as err:  # noqa: BLE001 - a report must not fail for want of an importance table
+        frame = pd.DataFrame(columns=names)
+        frame.attrs["note"] = f"could not read the Optuna study ({type(err).__name__}: {str(err).splitlines()[0]})"
+        return frame
+
+
+def _curves(run_dir: Path) -> pd.DataFrame | None:
+    try:
+        return load_curves(run_dir)
+    except ReportError:
+        return None
+
+
+def _save(parts: ReportParts, out: Path) -> Path:
+    """Write figures, tables, report.md and report.html under `out`; returns report.html."""
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    (out / TABLES_DIR).mkdir(parents=True, exist_ok=True)
+    images: dict[str, bytes] = {}
+    for name, fig in parts.figures.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        images[name] = buf.getvalue()
+        _atomic_write(out / FIGURES_DIR / f"{name}.png", images[name])
+    for name, table in parts.tables.items():
+        _atomic_write(out / TABLES_DIR / f"{name}.csv", table.to_csv(index=False).encode())
+    _atomic_write(out / "report.md", render_markdown(parts.document).encode())
+    html_path = out / "report.html"
+    _atomic_write(html_path, render_html(parts.document, images).encode())
+    return html_path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary sibling and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
+    """Write the report of one run into `run_dir` (or `out`); returns the report.html path.
+
+    Raises `ReportError` (a `ValueError`) with one line when the run directory is missing or
+    half-written. Example: `write_report(Path("runs/quickstart"))`.
+    """
+    info = load_run_info(run_dir)
+    trials = load_results(info.path)
+    study = Study(
+        title=f"{info.name}: {info.kind} report", description=info.description, kind=info.kind,
+        baseline=info.baseline, objectives=dict(info.objectives), space_fields=info.space_fields,
+        header=run_header(info, trials),
+    )
+    parts = compose_report(study, trials, _curves(info.path), _importance(info))
+    return _save(parts, Path(out) if out is not None else info.path)
+
+
+def _prefixed(infos: Sequence[RunInfo], frames: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Each run's trials with a `run` column; variant names that clash across runs get `run/`."""
+    seen: dict[str, set[str]] = {}
+    for info, frame in zip(infos, frames):
+        for variant in set(frame[C.VARIANT]):
+            seen.setdefault(variant, set()).add(info.name)
+    out = []
+    for info, frame in zip(infos, frames):
+        frame = frame.copy()
+        frame.insert(0, C.RUN, info.name)
+        frame[C.VARIANT] = [f"{info.name}/{v}" if len(seen[v]) > 1 else v for v in frame[C.VARIANT]]
+        frame[C.TRIAL_ID] = f"{info.name}/" + frame[C.TRIAL_ID]
+        out.append(frame)
+    return out
+
+
+def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path:
+    """One report over several runs, their trials concatenated with a `run` column.
+
+    Ablation runs compare on the first run's baseline; anything else on a leaderboard.
+    Example: `write_comparison([Path("runs/a"), Path("runs/b")], out=Path("runs/a_vs_b"))`.
+    """
+    if not run_dirs:
+        raise ReportError("compare needs at least one run directory, but got none")
+    infos = [load_run_info(d) for d in run_dirs]
+    names = [i.name for i in infos]
+    if len(set(names)) != len(names):
+        raise ReportError(f"compare needs runs with distinct names, but got {names}")
+    frames = _prefixed(infos, [load_results(i.path) for i in infos])
+    trials = pd.concat(frames, ignore_index=True)
+    curve_frames = []
+    for info in infos:
+        curves = _curves(info.path)
+        if curves is not None:
+            curve_frames.append(curves.assign(**{C.TRIAL_ID: f"{info.name}/" + curves[C.TRIAL_ID]}))
+    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else None
+    kind = "ablation" if all(i.kind == "ablation" for i in infos) else "search"
+    baseline = _comparison_baseline(infos, trials) if kind == "ablation" else None
+    fields = tuple(dict.fromkeys(f for i in infos for f in i.space_fields))
+    objectives = dict(infos[0].objectives)
+    study = Study(
+        title=f"comparison: {', '.join(names)}",
+        description=" / ".join(f"{i.name}: {i.description}" for i in infos if i.description),
+        kind=kind, baseline=baseline, objectives=objectives, space_fields=fields,
+        header=comparison_header(infos, trials),
+    )
+    if primary_metric(study) not in trials.columns:
+        raise ReportError(f"objective {primary_metric(study)!r} of run {names[0]} is not a results column")
+    parts = compose_report(study, trials, curves, None)
+    out = Path(out)
+    return _save(parts, out)
+
+
+def _comparison_baseline(infos: Sequence[RunInfo], trials: pd.DataFrame) -> str | None:
+    """The first run's baseline, under its prefixed name when the name clashed."""
+    base = infos[0].baseline
+    if base is None:
+        return None
+    for name in (base, f"{infos[0].name}/{base}"):
+        if (trials[C.VARIANT] == name).any():
+            return name
+    return None

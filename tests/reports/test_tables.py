@@ -1,0 +1,188 @@
+"""Golden tests of the table math on hand-built frames: means, stds, bootstrap CIs, Pareto
+sets, EDFs and the compute ledger; pruned, failed and infeasible trials never compared."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports import ablation_table, compute_ledger, error_edf, excluded_trials, leaderboard, pareto_front
+from reports import columns as C
+from reports.stats import paired_delta_ci, unpaired_delta_ci
+
+
+def _trials(rows: list[tuple]) -> pd.DataFrame:
+    """rows of (variant, seed, state, val_acc, test_acc, params, gmacs, epochs)."""
+    frame = pd.DataFrame(rows, columns=[C.VARIANT, C.SEED, C.STATE, C.VAL_ACC, C.TEST_ACC,
+                                        C.PARAMS, C.GMACS, C.EPOCHS])
+    frame.insert(0, C.TRIAL_ID, [f"t{i}" for i in range(len(frame))])
+    frame[C.REASON] = ""
+    frame[C.BUDGET_EPOCHS] = 10
+    frame[C.WALL_S] = 60.0
+    return frame
+
+
+@pytest.fixture
+def ablation_trials() -> pd.DataFrame:
+    return _trials([
+        ("base", 0, "complete", 0.90, 0.89, 100, 1.0, 10),
+        ("base", 1, "complete", 0.92, 0.91, 100, 1.0, 10),
+        ("base", 2, "complete", 0.91, 0.90, 100, 1.0, 10),
+        ("wide", 0, "complete", 0.91, 0.90, 200, 2.0, 10),
+        ("wide", 1, "complete", 0.95, 0.94, 200, 2.0, 10),
+        ("wide", 2, "complete", 0.90, 0.89, 200, 2.0, 10),
+        ("wide", 3, "pruned", 0.99, np.nan, 200, 2.0, 3),     # must not count
+        ("thin", 0, "complete", 0.80, 0.79, 50, 0.5, 10),
+        ("thin", 1, "failed", 0.99, np.nan, 50, 0.5, 2),       # must not count
+        ("huge", 0, "infeasible", np.nan, np.nan, 9000, 90.0, 0),
+    ])
+
+
+def test_ablation_table_means_stds_and_counts(ablation_trials):
+    table = ablation_table(ablation_trials, baseline="base", resamples=1000).set_index(C.VARIANT)
+    assert list(table.index) == ["base", "wide", "thin", "huge"]
+    assert table.loc["base", "val_acc_mean"] == pytest.approx(0.91)
+    assert table.loc["base", "val_acc_std"] == pytest.approx(0.01)
+    assert table.loc["wide", "val_acc_mean"] == pytest.approx(0.92)
+    assert table.loc["wide", "val_acc_std"] == pytest.approx(np.std([0.91, 0.95, 0.90], ddof=1))
+    assert table.loc["wide", "test_acc_mean"] == pytest.approx(0.91)
+    assert table[C.N_SEEDS].to_dict() == {"base": 3, "wide": 3, "thin": 1, "huge": 0}
+    assert table[C.FEW_SEEDS].to_dict() == {"base": False, "wide": False, "thin": True, "huge": True}
+    assert table.loc["thin", "val_acc_mean"] == pytest.approx(0.80)
+    assert np.isnan(table.loc["thin", "val_acc_std"])
+    assert np.isnan(table.loc["huge", "val_acc_mean"])
+    assert table.loc["huge", C.GMACS] == 90.0  # compute is shown even for a never-trained variant
+
+
+def test_ablation_table_delta_paired_when_seed_sets_match(ablation_trials):
+    table = ablation_table(ablation_trials, baseline="base", resamples=10_000, seed=0).set_index(C.VARIANT)
+    ref = paired_delta_ci([0.91, 0.95, 0.90], [0.90, 0.92, 0.91], resamples=10_000, seed=0)
+    assert table.loc["wide", C.PAIRED]
+    assert table.loc["wide", C.DELTA] == pytest.approx(0.01)
+    assert (table.loc["wide", C.DELTA_LO], table.loc["wide", C.DELTA_HI]) == (ref.lo, ref.hi)
+    assert table.loc["base", C.DELTA] == 0.0
+    assert not table.loc["thin", C.PAIRED]
+    assert table.loc["thin", C.DELTA] == pytest.approx(0.80 - 0.91)
+
+
+def test_ablation_table_unknown_baseline_raises(ablation_trials):
+    with pytest.raises(ValueError, match="baseline 'nope' is not a variant"):
+        ablation_table(ablation_trials, baseline="nope")
+
+
+def test_paired_delta_ci_constant_delta_is_a_point():
+    ci = paired_delta_ci([0.01, 0.01, 0.01], [0.0, 0.0, 0.0], resamples=10_000, seed=3)
+    assert (ci.delta, ci.lo, ci.hi, ci.paired) == (0.01, 0.01, 0.01, True)
+
+
+def test_paired_delta_ci_golden_fixed_seed():
+    ci = paired_delta_ci([0.91, 0.95, 0.90, 0.97], [0.90, 0.92, 0.91, 0.93], resamples=10_000, seed=0)
+    assert ci.delta == pytest.approx(0.0175)
+    assert ci.lo == pytest.approx(0.0, abs=1e-12)
+    assert ci.hi == pytest.approx(0.035, abs=1e-12)
+
+
+def test_paired_delta_ci_matches_slow_reference():
+    v, b = np.array([0.91, 0.95, 0.90, 0.97, 0.88]), np.array([0.90, 0.92, 0.91, 0.93, 0.89])
+    ci = paired_delta_ci(v, b, resamples=2000, seed=7)
+    idx = np.random.default_rng(7).integers(0, 5, size=(2000, 5))
+    means = [sum(v[i] - b[i] for i in row) / 5 for row in idx]
+    assert (ci.lo, ci.hi) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=1e-12)
+
+
+def test_unpaired_delta_ci_golden_fixed_seed():
+    ci = unpaired_delta_ci([0.91, 0.95, 0.90], [0.90, 0.92, 0.91, 0.93], resamples=10_000, seed=0)
+    assert ci.delta == pytest.approx(0.005)
+    assert ci.lo == pytest.approx(-0.0191666666667, abs=1e-9)
+    assert ci.hi == pytest.approx(0.0341666666667, abs=1e-9)
+    assert not ci.paired
+
+
+def test_leaderboard_ranks_complete_trials_only(ablation_trials):
+    board = leaderboard(ablation_trials, C.VAL_ACC)
+    assert board[C.RANK].tolist() == list(range(1, 8))
+    assert board[C.TRIAL_ID].tolist()[:4] == ["t4", "t1", "t2", "t3"]  # t2, t3 tie: stable
+    assert set(board[C.TRIAL_ID]) & {"t6", "t8", "t9"} == set()
+
+
+def test_pareto_front_of_known_cloud():
+    cloud = _trials([
+        ("a", 0, "complete", 0.90, 0.0, 1, 1.0, 10),
+        ("b", 0, "complete", 0.80, 0.0, 1, 0.5, 10),
+        ("c", 0, "complete", 0.85, 0.0, 1, 1.2, 10),   # dominated by a
+        ("d", 0, "complete", 0.70, 0.0, 1, 0.5, 10),   # dominated by b
+        ("e", 0, "complete", 0.95, 0.0, 1, 2.0, 10),
+        ("f", 0, "complete", 0.90, 0.0, 1, 1.0, 10),   # equal to a: kept
+        ("g", 0, "pruned", 0.99, 0.0, 1, 0.1, 3),      # would dominate all; not complete
+    ])
+    front = pareto_front(cloud, {C.VAL_ACC: "max", C.GMACS: "min"})
+    assert front[C.VARIANT].tolist() == ["e", "a", "f", "b"]
+
+
+def test_pareto_front_matches_brute_force():
+    rng = np.random.default_rng(1)
+    rows = [(f"v{i}", 0, "complete", *rng.random(1), 0.0, 1, *rng.random(1), 10) for i in range(40)]
+    cloud = _trials(rows)
+    pts = cloud[[C.VAL_ACC, C.GMACS]].to_numpy()
+    expected = {
+        cloud[C.VARIANT][i] for i in range(40)
+        if not any(pts[j, 0] >= pts[i, 0] and pts[j, 1] <= pts[i, 1] and tuple(pts[j]) != tuple(pts[i])
+                   for j in range(40))
+    }
+    assert set(pareto_front(cloud, {C.VAL_ACC: "max", C.GMACS: "min"})[C.VARIANT]) == expected
+
+
+def test_pareto_front_bad_mode_raises(ablation_trials):
+    with pytest.raises(ValueError, match="objective 'gmacs' must have mode 'max' or 'min', but got 'low'"):
+        pareto_front(ablation_trials, {C.VAL_ACC: "max", C.GMACS: "low"})
+
+
+def test_error_edf_values_per_factor():
+    trials = _trials([
+        ("x", 0, "complete", 0.8, 0.0, 1, 1.0, 10),
+        ("x", 1, "complete", 0.9, 0.0, 1, 1.0, 10),
+        ("y", 0, "complete", 0.7, 0.0, 1, 1.0, 10),
+        ("y", 1, "pruned", 0.1, 0.0, 1, 1.0, 2),
+    ])
+    trials["gsa.heads"] = [1, 1, 2, 2]
+    edf = error_edf(trials, "gsa.heads", C.VAL_ACC)
+    assert edf[C.FACTOR_VALUE].tolist() == ["1", "1", "2"]
+    assert edf[C.ERROR].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert edf[C.CUM_FRACTION].tolist() == [0.5, 1.0, 1.0]
+
+
+def test_error_edf_unset_factor_is_labelled():
+    trials = _trials([("x", 0, "complete", 0.8, 0.0, 1, 1.0, 10), ("y", 0, "complete", 0.6, 0.0, 1, 1.0, 10)])
+    trials["gsa.extent"] = [3, np.nan]
+    assert error_edf(trials, "gsa.extent")[C.FACTOR_VALUE].tolist() == ["(unset)", "3.0"]
+
+
+def test_compute_ledger_golden():
+    trials = _trials([
+        ("a", 0, "complete", 0.9, 0.9, 1, 1.0, 10),
+        ("a", 1, "complete", 0.9, 0.9, 1, 1.0, 10),
+        ("b", 0, "pruned", 0.5, np.nan, 1, 1.0, 3),
+        ("b", 1, "pruned", 0.6, np.nan, 1, 1.0, 5),
+        ("c", 0, "failed", 0.1, np.nan, 1, 1.0, 2),
+        ("d", 0, "infeasible", np.nan, np.nan, 1, 9.0, 0),
+    ])
+    trials[C.WALL_S] = [3600.0, 3600.0, 1800.0, 1800.0, 360.0, 5.0]
+    ledger = compute_ledger(trials)
+    assert (ledger.trials, ledger.complete, ledger.pruned, ledger.failed, ledger.infeasible) == (6, 2, 2, 1, 1)
+    assert ledger.epochs_trained == 30
+    assert ledger.pruned_epochs_saved == 12
+    assert ledger.full_budget_epochs == 42
+    assert ledger.saved_share == pytest.approx(12 / 42)
+    assert ledger.trial_hours == pytest.approx(3.1)
+    assert ledger.to_frame()["quantity"].tolist()[:2] == ["trials", "complete"]
+
+
+def test_excluded_trials_lists_non_complete_with_reason(ablation_trials):
+    frame = ablation_trials.copy()
+    frame.loc[frame[C.TRIAL_ID] == "t8", C.REASON] = "diverged"
+    out = excluded_trials(frame)
+    assert out[C.TRIAL_ID].tolist() == ["t6", "t8", "t9"]
+    assert out[C.STATE].tolist() == ["pruned", "failed", "infeasible"]
+    assert out[C.EPOCHS].tolist() == [3, 2, 0]
+    assert out[C.REASON].tolist() == ["", "diverged", ""]
