@@ -1,0 +1,233 @@
+"""GSA module against slow loop references written straight from DESIGN.md section 2.
+
+The references loop over pixels and offsets (vectorised only over batch, heads and channels);
+outputs and gradients of the fast code must match them in float64 (1e-9) and float32 (1e-4 rel).
+"""
+
+import zlib
+
+import pytest
+import torch
+
+from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
+
+
+def ref_content(q, k, v, query_norm=False):
+    """F_c = q . (softmax_N(k)^T . v), with explicit loops over positions."""
+    B, h, dk, H, W = q.shape
+    keys = k.reshape(B, h, dk, H * W)
+    keys = torch.exp(keys) / torch.exp(keys).sum(-1, keepdim=True)  # softmax over N per key channel
+    values = v.reshape(B, h, -1, H * W)
+    queries = q.reshape(B, h, dk, H * W)
+    if query_norm:
+        queries = torch.exp(queries) / torch.exp(queries).sum(2, keepdim=True)
+    context = 0
+    for n in range(H * W):
+        context = context + keys[:, :, :, n, None] * values[:, :, None, :, n]  # (B, h, dk, dv)
+    cols = [(queries[:, :, :, n, None] * context).sum(2) for n in range(H * W)]  # each (B, h, dv)
+    return torch.stack(cols, -1).reshape(B, h, -1, H, W)
+
+
+def ref_relative(q, v, rel, axis):
+    """out[a, b] = sum_o (q[a, b] . rel[o + c]) * v[a + o, b] (col) or v[a, b + o] (row)."""
+    B, h, dk, H, W = q.shape
+    L = rel.shape[1]
+    c = (L - 1) // 2
+    out = [[0 for _ in range(W)] for _ in range(H)]
+    for a in range(H):
+        for b in range(W):
+            for o in range(-c, c + 1):
+                a2, b2 = (a + o, b) if axis == "col" else (a, b + o)
+                if 0 <= a2 < H and 0 <= b2 < W:
+                    weight = (q[:, :, :, a, b] * rel[None, :, o + c, :]).sum(-1, keepdim=True)  # (B, h, 1)
+                    out[a][b] = out[a][b] + weight * v[:, :, :, a2, b2]
+    zero = torch.zeros_like(v[:, :, :, 0, 0])
+    rows = [torch.stack([x if torch.is_tensor(x) else zero for x in row], -1) for row in out]
+    return torch.stack(rows, -2)  # (B, h, dv, H, W)
+
+
+def ref_module(m, x):
+    """GlobalSelfAttention.forward in training mode, from the definitions."""
+    B, _, H, W = x.shape
+    h, dk, dv = m.heads, m.dim_key, m.dim_value
+    proj = lambda conv, ch: torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], x).reshape(B, h, ch, H, W)
+    q, v = proj(m.to_q, dk), proj(m.to_v, dv)
+    out = 0
+    if m.content:
+        out = out + ref_content(q, proj(m.to_k, dk), v, m.query_norm)
+    if m.positional:
+        order = [("col", m.rel_col), ("row", m.rel_row)]
+        if m.axial_order == "row_col":
+            order.reverse()
+        y = ref_relative(q, v, order[0][1], order[0][0]).reshape(B, h * dv, H, W)
+        mean = y.mean((0, 2, 3), keepdim=True)
+        var = ((y - mean) ** 2).mean((0, 2, 3), keepdim=True)
+        y = (y - mean) / torch.sqrt(var + m.norm.eps) * m.norm.weight[:, None, None] + m.norm.bias[:, None, None]
+        out = out + ref_relative(q, y.reshape(B, h, dv, H, W), order[1][1], order[1][0])
+    out = out.reshape(B, h * dv, H, W)
+    return out if m.proj is None else torch.einsum("oc,bchw->bohw", m.proj.weight[:, :, 0, 0], out) + m.proj.bias[:, None, None]
+
+
+def assert_close(fast, ref, dtype):
+    if dtype == torch.float64:
+        torch.testing.assert_close(fast, ref, rtol=0, atol=1e-9)
+    else:
+        err = (fast.detach().double() - ref.detach().double()).abs().max() / ref.detach().double().abs().max()
+        assert float(err) < 1e-4
+
+
+def grads(fn, tensors, seed_out):
+    for t in tensors:
+        t.grad = None
+    (fn() * seed_out).sum().backward()
+    return [t.grad.clone() for t in tensors]
+
+
+def make(shape, dtype, gen):
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype).requires_grad_(True)
+
+
+REL_CASES = [  # (B, h, dk, dv, H, W, L)
+    (2, 1, 3, 2, 5, 4, 3),    # L smaller than both axes
+    (1, 8, 2, 2, 3, 4, 5),    # 8 heads
+    (2, 2, 4, 3, 4, 6, 11),   # L = 2 * max(H, W) - 1, non-square
+    (1, 2, 3, 2, 3, 5, 15),   # L larger than the map
+    (1, 1, 2, 3, 1, 6, 1),    # single offset, one-pixel axis
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("axis", ["col", "row"])
+@pytest.mark.parametrize("case", REL_CASES)
+def test_relative_attention_1d_matches_loop_reference(case, axis, dtype):
+    B, h, dk, dv, H, W, L = case
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((case, axis)).encode()))
+    q, v, rel = make((B, h, dk, H, W), dtype, gen), make((B, h, dv, H, W), dtype, gen), make((h, L, dk), dtype, gen)
+    seed_out = torch.randn(B, h, dv, H, W, generator=gen, dtype=torch.float64).to(dtype)
+    fast = relative_attention_1d(q, v, rel, axis=axis)
+    ref = ref_relative(q.double(), v.double(), rel.double(), axis)
+    assert fast.shape == (B, h, dv, H, W)
+    assert_close(fast, ref, dtype)
+    fast_grads = grads(lambda: relative_attention_1d(q, v, rel, axis=axis), [q, v, rel], seed_out)
+    ref_grads = grads(lambda: ref_relative(q, v, rel, axis), [q, v, rel], seed_out)
+    for g_fast, g_ref in zip(fast_grads, ref_grads):
+        assert_close(g_fast, g_ref, dtype)
+
+
+def test_relative_attention_1d_rejects_even_length():
+    q, v = torch.randn(1, 1, 2, 3, 3), torch.randn(1, 1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"odd length L.*L=4"):
+        relative_attention_1d(q, v, torch.randn(1, 4, 2), axis="col")
+
+
+def test_relative_attention_1d_rejects_unknown_axis():
+    q = torch.randn(1, 1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"axis='diag'"):
+        relative_attention_1d(q, q, torch.randn(1, 3, 2), axis="diag")
+
+
+CONTENT_CASES = [(2, 1, 3, 2, 4, 5), (1, 8, 2, 3, 3, 3), (2, 2, 4, 4, 1, 7)]  # (B, h, dk, dv, H, W)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("query_norm", [False, True])
+@pytest.mark.parametrize("case", CONTENT_CASES)
+def test_content_attention_matches_loop_reference(case, query_norm, dtype):
+    B, h, dk, dv, H, W = case
+    gen = torch.Generator().manual_seed(zlib.crc32(repr((case, query_norm)).encode()))
+    q, k = make((B, h, dk, H, W), dtype, gen), make((B, h, dk, H, W), dtype, gen)
+    v = make((B, h, dv, H, W), dtype, gen)
+    seed_out = torch.randn(B, h, dv, H, W, generator=gen, dtype=torch.float64).to(dtype)
+    fast = content_attention(q, k, v, query_norm=query_norm)
+    assert fast.shape == (B, h, dv, H, W)
+    assert_close(fast, ref_content(q.double(), k.double(), v.double(), query_norm), dtype)
+    fast_grads = grads(lambda: content_attention(q, k, v, query_norm=query_norm), [q, k, v], seed_out)
+    ref_grads = grads(lambda: ref_content(q, k, v, query_norm), [q, k, v], seed_out)
+    for g_fast, g_ref in zip(fast_grads, ref_grads):
+        assert_close(g_fast, g_ref, dtype)
+
+
+def test_content_attention_query_norm_changes_output():
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 3, 3, 3, generator=gen) for _ in range(3))
+    diff = (content_attention(q, k, v, query_norm=True) - content_attention(q, k, v)).abs().max()
+    assert float(diff) > 1e-3
+
+
+MODULE_CASES = [  # kwargs, input (B, C_in, H, W)
+    (dict(heads=2, dim_key=3, max_size=(4, 5)), (2, 5, 4, 5)),
+    (dict(heads=2, dim_key=3, max_size=(6, 7)), (2, 5, 4, 5)),   # global: central embeddings
+    (dict(heads=8, dim_key=2, extent=3, max_size=5), (2, 6, 5, 3)),
+    (dict(heads=2, dim_key=2, axial_order="row_col", max_size=6), (2, 4, 3, 6)),
+    (dict(heads=2, dim_key=2, content=False, extent=5), (2, 4, 4, 4)),
+    (dict(heads=2, dim_key=2, positional=False, query_norm=True), (2, 4, 4, 3)),
+    (dict(heads=2, dim_key=2, out_proj=True, query_norm=True, max_size=4), (2, 4, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("kwargs, shape", MODULE_CASES)
+def test_global_self_attention_matches_loop_reference(kwargs, shape):
+    torch.manual_seed(0)
+    out_channels = 16 if kwargs["heads"] == 8 else 6
+    m = GlobalSelfAttention(shape[1], out_channels, **kwargs).double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    seed_out = torch.randn(shape[0], out_channels, *shape[2:], dtype=torch.float64)
+    fast = m(x)
+    assert fast.shape == (shape[0], out_channels, *shape[2:])
+    torch.testing.assert_close(fast, ref_module(m, x), rtol=0, atol=1e-9)
+    params = [x] + list(m.parameters())
+    fast_grads = grads(lambda: m(x), params, seed_out)
+    ref_grads = grads(lambda: ref_module(m, x), params, seed_out)
+    for g_fast, g_ref in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+
+
+def test_global_self_attention_every_parameter_gets_gradient():
+    m = GlobalSelfAttention(8, 8, heads=2, dim_key=4, out_proj=True, max_size=6)
+    m(torch.randn(2, 8, 5, 6)).square().sum().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_global_self_attention_global_embedding_lengths():
+    m = GlobalSelfAttention(4, 4, heads=2, dim_key=3, max_size=(5, 7))
+    assert tuple(m.rel_col.shape) == (2, 9, 3)
+    assert tuple(m.rel_row.shape) == (2, 13, 3)
+
+
+def test_global_self_attention_axial_order_changes_output():
+    torch.manual_seed(0)
+    a = GlobalSelfAttention(4, 4, heads=2, dim_key=2, content=False, max_size=4)
+    b = GlobalSelfAttention(4, 4, heads=2, dim_key=2, content=False, axial_order="row_col", max_size=4)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 4, 4, 4)
+    assert float((a(x) - b(x)).abs().max()) > 1e-3
+
+
+def test_global_self_attention_eval_mode_uses_running_stats():
+    torch.manual_seed(0)
+    m = GlobalSelfAttention(4, 4, heads=2, dim_key=2, content=False, max_size=4).eval()
+    x = torch.randn(1, 4, 4, 4)
+    assert torch.equal(m(x)[0], m(torch.cat([x, 5 * x]))[0])
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(extent=4), r"extent must be 'global' or an odd int >= 1, but got extent=4"),
+    (dict(extent=0), r"extent=0"),
+    (dict(extent="local"), r"extent='local'"),
+    (dict(heads=3), r"out_channels must be divisible by heads.*out_channels=8, heads=3"),
+    (dict(content=False, positional=False), r"at least one branch must be on.*content=False, positional=False"),
+    (dict(axial_order="diag"), r"axial_order must be one of.*axial_order='diag'"),
+    (dict(max_size=(4, 0)), r"max_size must be a positive int.*max_size=\(4, 0\)"),
+    (dict(dim_key=0), r"dim_key must be a positive int, but got dim_key=0"),
+])
+def test_global_self_attention_rejects_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        GlobalSelfAttention(8, 8, **kwargs)
+
+
+def test_global_self_attention_rejects_map_larger_than_max_size():
+    m = GlobalSelfAttention(4, 4, heads=2, dim_key=2, max_size=(4, 6))
+    assert m(torch.randn(1, 4, 4, 6)).shape == (1, 4, 4, 6)
+    with pytest.raises(ValueError, match=r"input map 5x6 is larger than max_size=\(4, 6\)"):
+        m(torch.randn(1, 4, 5, 6))
