@@ -39,8 +39,27 @@ def space_fields(study: Any) -> list[str]:
     return keys
 
 
+def spec_value(spec: Any, key: str, model_variant: str) -> Any:
+    """The value of dotted `key` in a built trial (`gsa.X`: the first GSA stage's, else stage 1's)."""
+    net, parts = spec.net, key.split(".")
+    if key == "model.variant":
+        return model_variant
+    if parts[0] == "train" and len(parts) == 2:
+        return getattr(spec.train, parts[1])
+    if parts[0] == "gsa" and len(parts) == 2:
+        stages = [s for s in net.stages if s.op == "gsa"] or list(net.stages)
+        return getattr(stages[0], parts[1])
+    if parts[0] == "stages" and len(parts) == 3:
+        return getattr(net.stages[int(parts[1]) - 1], parts[2])
+    if key == "depths":
+        return tuple(s.depth for s in net.stages)
+    return getattr(net, key, NAN)
+
+
 def _field_value(study: Any, attrs: dict, params: dict, key: str) -> Any:
-    """The value a trial used for `key`: sampled, from its variant, or the base (NaN if unset)."""
+    """The value a trial used for `key`: as resolved at launch, sampled, from its variant, or the base."""
+    if key in attrs.get("fields", {}):
+        return attrs["fields"][key]
     if key in params:
         return flat(params[key])
     if study.kind == "ablation":

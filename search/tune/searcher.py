@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from ray.tune.search import Searcher
 
+from search.results import flat, space_fields, spec_value
 from search.tune.ledger import (
     COMPLETE, EPOCHS, FAILED, INFEASIBLE, PRUNED, REASON, SEED, TRIAL_KEY, VARIANT, Ledger,
 )
@@ -21,6 +22,13 @@ from search.tune.space_compile import sample_point
 
 CONSTRAINT_METRIC = {"max_gmacs": "gmacs", "max_params": "params"}
 FINAL_KEYS = ("test_acc", "best_val_acc", "best_epoch")
+
+
+def spec_keys(study: Any, variant: str | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The dotted keys a trial sets: its variant's overrides, then sampled values."""
+    keys = dict(study.variant(variant).overrides) if variant is not None else {}
+    keys.update(values)
+    return keys
 
 
 def violations(cx: Mapping[str, float], constraints: Mapping[str, float]) -> list[str]:
@@ -105,7 +113,10 @@ class GsaSearcher(Searcher):
             self._reject(trial, base, reason, {}, {"valid": 1.0})
             return None, reason
         cx = {k: float(v) for k, v in self._measure(spec).items()}
-        attrs_out = {**base, **cx, "config_key": spec.trial_key, "budget_epochs": int(spec.train.epochs)}
+        model = dict(spec_keys(self._study, variant, values)).get("model.variant", self._study.model.variant)
+        fields = {k: flat(spec_value(spec, k, model)) for k in space_fields(self._study)}
+        attrs_out = {**base, **cx, "config_key": spec.trial_key, "budget_epochs": int(spec.train.epochs),
+                     "fields": fields}
         margins = {CONSTRAINT_METRIC[k]: cx[CONSTRAINT_METRIC[k]] - lim for k, lim in self._constraints.items()}
         broken = violations(cx, self._constraints)
         if broken:

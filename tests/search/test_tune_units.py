@@ -1,0 +1,197 @@
+"""Unit tests of the Ray/Optuna bridge pieces on real (in-memory) Optuna studies; no Ray cluster."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from gsa_space.space import Choice, Dimension, FloatRange, IntRange
+from search.results import LEADING, METRICS, results_frame, space_fields, spec_value
+from search.study import load_study, resolve_trial
+from search.tune.ledger import COMPLETE, FAILED, INFEASIBLE, INTERRUPTED, PRUNED, Ledger, open_study
+from search.tune.plan import plan_work
+from search.tune.progress import Tally, fmt_seconds, progress_line
+from search.tune.searcher import violations
+from search.tune.space_compile import decode_params, encode, grid_size, make_pruner, make_sampler, sample_point
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = (
+    Dimension("gsa.positional", Choice((True, False))),
+    Dimension("gsa.extent", Choice((3, "global")), when={"gsa.positional": True}),
+    Dimension("gsa_stages", Choice(((1, 2, 3), (3,)))),
+    Dimension("width_mult", FloatRange(0.5, 1.5, step=0.25)),
+    Dimension("gsa.heads", IntRange(1, 4)),
+)
+
+
+def _ledger(directions=("max",)) -> Ledger:
+    return Ledger(open_study("sqlite:///:memory:", "unit", list(directions)))
+
+
+def _epoch(epoch: int, acc: float) -> dict:
+    return {"epoch": epoch, "val_acc": acc, "train_loss": 1.0, "val_loss": 1.0, "lr": 0.1,
+            "images_per_sec": 100.0, "seconds": 2.0}
+
+
+def test_encode_list_choice_as_dashed_string():
+    assert encode((1, 2, 3)) == "1-2-3"
+    assert encode("global") == "global"
+    assert encode(True) is True
+
+
+def test_sample_point_skips_dimension_whose_condition_fails():
+    study = optuna.create_study()
+    study.enqueue_trial({"gsa.positional": False, "gsa_stages": "3", "width_mult": 0.75, "gsa.heads": 2})
+    values = sample_point(study.ask(), SPACE)
+    assert values == {"gsa.positional": False, "gsa_stages": (3,), "width_mult": 0.75, "gsa.heads": 2}
+
+
+def test_sample_point_includes_conditional_dimension_when_active():
+    study = optuna.create_study()
+    study.enqueue_trial({"gsa.positional": True, "gsa.extent": "global", "gsa_stages": "1-2-3",
+                         "width_mult": 1.5, "gsa.heads": 4})
+    trial = study.ask()
+    values = sample_point(trial, SPACE)
+    assert values["gsa.extent"] == "global" and values["gsa_stages"] == (1, 2, 3)
+    assert decode_params(trial.params, SPACE) == values
+
+
+def test_grid_size_is_product_of_choice_counts():
+    assert grid_size(SPACE[:3]) == 8
+
+
+def test_make_sampler_grid_rejects_range_dimension():
+    with pytest.raises(ValueError, match="'width_mult' is a range"):
+        make_sampler("grid", 0, {}, SPACE)
+
+
+def test_make_sampler_cmaes_rejects_choice_dimension():
+    with pytest.raises(ValueError, match="'gsa.positional' is a choice"):
+        make_sampler("cmaes", 0, {}, SPACE)
+
+
+def test_make_pruner_hyperband_defaults_max_resource_to_budget():
+    pruner = make_pruner("hyperband", {}, 12)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert pruner._max_resource == 12
+
+
+def test_violations_names_metric_value_and_limit():
+    cx = {"gmacs": 0.061, "params": 1000.0, "act_mb": 0.1}
+    assert violations(cx, {"max_gmacs": 0.05, "max_params": 2000.0}) == ["gmacs 0.061 > max_gmacs 0.05"]
+
+
+def test_record_epoch_replaces_repeated_epoch_and_drops_later_ones():
+    ledger = _ledger()
+    n = ledger.study.ask().number
+    for e, acc in ((1, 0.5), (2, 0.6), (3, 0.7)):
+        ledger.record_epoch(n, _epoch(e, acc))
+    ledger.record_epoch(n, _epoch(2, 0.65))  # a retry from the epoch-1 checkpoint
+    frozen = ledger.frozen(n)
+    assert [r["epoch"] for r in frozen.user_attrs["curve"]] == [1, 2]
+    assert frozen.user_attrs["curve"][1]["val_acc"] == 0.65
+    assert frozen.intermediate_values[2] == 0.65
+    assert frozen.user_attrs["epochs"] == 2
+
+
+def test_finish_pruned_keeps_intermediate_values_and_state_attr():
+    ledger = _ledger()
+    n = ledger.study.ask().number
+    ledger.record_epoch(n, _epoch(1, 0.4))
+    ledger.finish(n, PRUNED, reason="stopped by the pruner at epoch 1 of 4")
+    frozen = ledger.frozen(n)
+    assert frozen.state == TrialState.PRUNED
+    assert frozen.intermediate_values == {1: 0.4}
+    assert frozen.user_attrs["gsa_state"] == "pruned" and frozen.user_attrs["epochs"] == 1
+
+
+def test_finish_infeasible_is_pruned_without_intermediate_values():
+    ledger = _ledger()
+    trial = ledger.study.ask()
+    trial.set_constraint("gmacs", 0.01)
+    ledger.finish(trial.number, INFEASIBLE, reason="gmacs 0.06 > max_gmacs 0.05", attrs={"epochs": 0})
+    frozen = ledger.frozen(trial.number)
+    assert (frozen.state, frozen.intermediate_values, frozen.constraints) == (TrialState.PRUNED, {}, {"gmacs": 0.01})
+    assert frozen.user_attrs["reason"] == "gmacs 0.06 > max_gmacs 0.05"
+
+
+def test_finish_complete_multi_objective_stores_both_values():
+    ledger = _ledger(("max", "min"))
+    n = ledger.study.ask().number
+    ledger.record_epoch(n, _epoch(1, 0.9))
+    ledger.finish(n, COMPLETE, values=[0.9, 0.002])
+    frozen = ledger.frozen(n)
+    assert frozen.values == [0.9, 0.002]
+    assert frozen.intermediate_values == {}
+    assert len(frozen.user_attrs["curve"]) == 1
+
+
+def test_close_running_fails_with_interrupted_and_skips_finished_records():
+    ledger = _ledger()
+    done, running = ledger.study.ask().number, ledger.study.ask().number
+    ledger.record_epoch(done, _epoch(1, 0.8))
+    ledger.finish(done, COMPLETE, values=[0.8])
+    closed = ledger.close_running()
+    assert [t.number for t in closed] == [running]
+    frozen = ledger.frozen(running)
+    assert (frozen.state, frozen.user_attrs["reason"], frozen.user_attrs["gsa_state"]) == (
+        TrialState.FAIL, INTERRUPTED, FAILED)
+    assert [t.number for t in ledger.finished_records()] == [done]
+
+
+def test_plan_ablation_enqueues_each_missing_arm_once():
+    study = load_study("quickstart", {"seeds": [0, 1], "variants": {"both": {}, "conv": {"model.variant": "resnet_tiny"}}})
+    ledger = _ledger()
+    first = plan_work(study, ledger)
+    again = plan_work(study, ledger)  # a resume before anything ran: nothing new enqueued
+    waiting = ledger.study.get_trials(states=(TrialState.WAITING,))
+    assert (first.to_launch, first.enqueued, again.to_launch, again.enqueued) == (4, 4, 4, 0)
+    assert sorted(t.user_attrs["trial_key"] for t in waiting) == ["both-s0", "both-s1", "conv-s0", "conv-s1"]
+
+
+def test_results_frame_column_order_and_infeasible_row():
+    study = load_study("quickstart", {"seeds": [0], "variants": {"both": {}, "qn": {"gsa.query_norm": True}}})
+    ledger = _ledger()
+    plan_work(study, ledger)
+    a, b = ledger.study.ask(), ledger.study.ask()
+    ledger.set_attrs(a.number, {"params": 10, "gmacs": 0.5, "act_mb": 0.1, "budget_epochs": 2,
+                                "fields": {"gsa.query_norm": False}})
+    ledger.record_epoch(a.number, _epoch(1, 0.5))
+    ledger.record_epoch(a.number, _epoch(2, 0.4))
+    ledger.finish(a.number, COMPLETE, values=[0.4], attrs={"test_acc": 0.45})
+    ledger.set_attrs(b.number, {"params": 12, "gmacs": 0.7, "act_mb": 0.1, "budget_epochs": 2})
+    ledger.finish(b.number, INFEASIBLE, reason="gmacs 0.7 > max_gmacs 0.6", attrs={"epochs": 0})
+    frame = results_frame(study, ledger.finished_records())
+    assert list(frame.columns) == [*LEADING, *space_fields(study), *METRICS]
+    assert space_fields(study) == ["gsa.query_norm"]
+    row_a, row_b = frame.iloc[0], frame.iloc[1]
+    assert (row_a["val_acc"], row_a["best_val_acc"], row_a["best_epoch"], row_a["test_acc"]) == (0.4, 0.5, 1.0, 0.45)
+    assert (row_a["wall_s"], row_a["gsa.query_norm"]) == (4.0, False)
+    assert (row_b["state"], row_b["epochs"], row_b["params"], row_b["gsa.query_norm"]) == ("infeasible", 0, 12, True)
+    assert math.isnan(row_b["val_acc"]) and math.isnan(row_b["test_acc"])
+
+
+def test_spec_value_reads_resolved_trial():
+    study = load_study("quickstart", {"seeds": [0]})
+    spec = resolve_trial(study, variant="content_only", seed=0, params={"gsa_stages": [2, 3], "train.lr": 0.01})
+    values = [spec_value(spec, k, "gsa_resnet_tiny") for k in
+              ("gsa.positional", "gsa.content", "gsa_stages", "train.lr", "model.variant", "stages.1.op")]
+    assert values == [False, True, (2, 3), 0.01, "gsa_resnet_tiny", "conv3x3"]
+
+
+def test_progress_line_counts_best_and_eta():
+    tally = Tally(planned=4, started=0.0)
+    tally.add(COMPLETE, 0.8)
+    tally.add(PRUNED)
+    tally.add(INFEASIBLE)
+    line = progress_line("demo", tally, running=2, now=60.0)
+    assert line == ("[demo] 2/4 done (1 complete, 1 pruned, 0 failed, 1 infeasible) | 2 running | "
+                    "best val_acc 0.800 | 1m00s, ETA 1m00s")
+
+
+def test_fmt_seconds_units():
+    assert (fmt_seconds(5), fmt_seconds(75), fmt_seconds(3700)) == ("5s", "1m15s", "1h01m")
