@@ -112,6 +112,8 @@ class Trainer:
             torch.set_num_threads(int(threads))
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels
         self.amp = bool(self.train_cfg.amp) and on_cuda
         self.memory_format = torch.channels_last if (self.train_cfg.channels_last and on_cuda) else torch.contiguous_format
         self.augment = bool(augment) and str(data.name).startswith("cifar")
@@ -123,10 +125,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.train_cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(self.train_cfg.label_smoothing))
 
-        put = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731 - data lives on the device once
-        self.x_train, self.y_train = put(data.x_train), put(data.y_train)   # (N, C, H, W), (N,)
-        self.x_val, self.y_val = put(data.x_val), put(data.y_val)
-        self.x_test, self.y_test = put(data.x_test), put(data.y_test)
+        # The whole data set moves to the device once, images already in the model's layout.
+        self.x_train, self.y_train = self._put(data.x_train), self._put(data.y_train)  # (N, C, H, W), (N,)
+        self.x_val, self.y_val = self._put(data.x_val), self._put(data.y_val)
+        self.x_test, self.y_test = self._put(data.x_test), self._put(data.y_test)
         n_train = int(self.x_train.shape[0])
         if n_train == 0:
             raise ValueError(f"data.x_train must hold at least one image, but got {tuple(self.x_train.shape)}.")
@@ -141,6 +143,10 @@ class Trainer:
         self.history: list[EpochResult] = []
         self.best_val_acc = float("-inf")
         self.best_epoch = 0
+
+    def _put(self, t: Tensor) -> Tensor:
+        t = t.to(self.device)
+        return t.contiguous(memory_format=self.memory_format) if t.ndim == 4 else t
 
     @property
     def epoch(self) -> int:
