@@ -66,8 +66,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """`--set` dotted keys into the document: `train.epochs`, `model.gsa.heads`, `variants.v.train.lr`."""
-    for key, value in overrides.items():
+    """`--set` dotted keys into the document: `train.epochs`, `model.gsa.heads`, `variants.v.train.lr`.
+
+    A new `sampler.name` / `pruner.name` drops the old one's options (not the sampler seed),
+    so `--set pruner.name=asha` works on a study written for the median pruner.
+    """
+    ordered = sorted(overrides.items(), key=lambda kv: kv[0] not in ("sampler.name", "pruner.name"))
+    for key, value in ordered:
         head, _, rest = str(key).partition(".")
         if not rest:
             doc[head] = value
@@ -77,6 +82,10 @@ def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any]) 
             section = doc[head] = {}
         if not isinstance(section, dict):
             raise where.error(head, f"--set {key} needs {head} to be a mapping, but it is {section!r}")
+        if head in ("sampler", "pruner") and rest == "name" and section.get("name") != value:
+            kept = {"seed": section["seed"]} if "seed" in section else {}
+            section.clear()
+            section.update(kept)
         if head in ("variants", "space"):
             sub_head, _, sub_rest = rest.partition(".") if head == "variants" else (rest, "", "")
             if sub_rest:

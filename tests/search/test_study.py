@@ -1,0 +1,194 @@
+"""Unit tests of search.study: the shipped studies, YAML quirks, --set overrides, trials, round trips."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.study import (StudyError, TrainConfig, load_study, planned_trials, resolve_trial,
+                          study_to_yaml)
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
+CIFAR_ROOT_MISSING = not (Path.home() / "data").exists()
+
+SMALL = """
+name: small
+kind: ablation
+data: {name: digits}
+model: {variant: gsa_resnet_tiny}
+train: {epochs: 2, lr: 1e-4, weight_decay: 5e-4}
+seeds: [3, 4]
+baseline: both
+variants:
+  both: {}
+  narrow: {width_mult: 0.5, train.lr: 2e-3}
+  conv: {model.variant: resnet_tiny}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_studies_are_the_six_promised() -> None:
+    assert SHIPPED == ["ablation_branches_cifar100", "ablation_extent_cifar100", "ablation_stages_cifar100",
+                       "quickstart", "search_cifar100", "search_digits"]
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" not in n])
+def test_load_study_shipped_digits_study_loads(name: str) -> None:
+    study = load_study(name)
+    assert study.name == name
+    assert study.data.name == "digits"
+    assert study.source == str(REPO / "studies" / f"{name}.yaml")
+
+
+@pytest.mark.skipif(not CIFAR_ROOT_MISSING, reason="~/data exists here, so the CIFAR root may be present")
+@pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" in n])
+def test_load_study_shipped_cifar_study_without_data_names_root(name: str) -> None:
+    with pytest.raises(StudyError, match=r"studies/" + name + r"\.yaml: data\.root: '~/data/cifar-100-python'"):
+        load_study(name)
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" in n])
+def test_load_study_shipped_cifar_study_with_set_root_loads(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for f in ("train", "test", "meta"):
+        (folder / f).write_bytes(b"")
+    study = load_study(name, {"data.root": str(tmp_path)})
+    assert study.data.name == "cifar100"
+    assert study.data.root == str(tmp_path)
+    assert study.model.variant == "gsa_resnet26_cifar"
+
+
+def test_load_study_quickstart_plans_variants_times_seeds() -> None:
+    study = load_study("quickstart")
+    assert [v.name for v in study.variants] == ["both", "content_only", "positional_only", "conv"]
+    assert study.seeds == (0, 1, 2)
+    assert study.baseline == "both"
+    assert planned_trials(study)[:4] == [("both", 0), ("both", 1), ("both", 2), ("content_only", 0)]
+    assert len(planned_trials(study)) == 12
+
+
+def test_load_study_exponent_without_dot_reads_as_float(tmp_path: Path) -> None:
+    study = load_study(str(_write(tmp_path, SMALL)))
+    assert study.train.lr == 1e-4
+    assert isinstance(study.train.lr, float)
+    assert study.variant("narrow").overrides_dict() == {"width_mult": 0.5, "train.lr": 2e-3}
+
+
+def test_load_study_set_overrides_apply_before_checks(tmp_path: Path) -> None:
+    path = _write(tmp_path, SMALL)
+    study = load_study(str(path), {"train.epochs": 5, "max_concurrent": 3, "variants.narrow.width_mult": 0.75,
+                                   "model.gsa.heads": 2, "train.lr": "3e-3"})
+    assert study.train.epochs == 5
+    assert study.train.lr == 3e-3
+    assert study.max_concurrent == 3
+    assert study.variant("narrow").overrides_dict()["width_mult"] == 0.75
+    assert study.model.overrides == (("gsa.heads", 2),)
+
+
+def test_load_study_set_override_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match=r"study\.yaml: train\.epochs: 0 must be a positive integer$"):
+        load_study(str(_write(tmp_path, SMALL)), {"train.epochs": 0})
+
+
+def test_load_study_search_set_overrides() -> None:
+    study = load_study("search_digits", {"num_samples": 4, "sampler.seed": 3, "pruner.name": "asha",
+                                         "pruner.grace_period": 2})
+    assert study.search.num_samples == 4
+    assert study.search.sampler.seed == 3
+    assert study.search.sampler.options == (("n_startup_trials", 6),)
+    assert study.search.pruner.name == "asha"
+    assert study.search.pruner.options == (("grace_period", 2),)
+
+
+def test_load_study_set_sampler_name_drops_old_options_keeps_seed() -> None:
+    sampler = load_study("search_digits", {"sampler.name": "random"}).search.sampler
+    assert (sampler.name, sampler.seed, sampler.options) == ("random", 0, ())
+
+
+def test_load_study_unknown_name_lists_shipped() -> None:
+    with pytest.raises(StudyError, match=r"quickstrat: no such study file.*quickstart, search_cifar100"):
+        load_study("quickstrat")
+
+
+def test_load_study_grid_fills_num_samples(tmp_path: Path) -> None:
+    text = """
+kind: search
+data: {name: digits}
+model: {variant: gsa_resnet_tiny}
+train: {epochs: 2}
+space:
+  gsa.heads: {choice: [1, 2]}
+  gsa.extent: {choice: [3, 5, global]}
+sampler: {name: grid}
+"""
+    study = load_study(str(_write(tmp_path, text, "grid.yaml")))
+    assert study.name == "grid"
+    assert study.search.num_samples == 6
+    assert study.search.objectives == (("val_acc", "max"),)
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" not in n])
+def test_study_to_yaml_round_trips(tmp_path: Path, name: str) -> None:
+    study = load_study(name)
+    path = _write(tmp_path, study_to_yaml(study), "resolved.yaml")
+    again = load_study(str(path))
+    assert again == replace(study, source=str(path))
+
+
+def test_study_to_yaml_fills_defaults(tmp_path: Path) -> None:
+    doc = yaml.safe_load(study_to_yaml(load_study(str(_write(tmp_path, SMALL)))))
+    assert doc["train"]["optimizer"] == "adamw"
+    assert doc["train"]["lr"] == 1e-4
+    assert doc["resources"] == {"cpu": 1.0, "gpu": 0.0}
+    assert doc["variants"]["conv"] == {"model.variant": "resnet_tiny"}
+
+
+def test_resolve_trial_variant_sets_net_and_train(tmp_path: Path) -> None:
+    study = load_study(str(_write(tmp_path, SMALL)))
+    spec = resolve_trial(study, variant="narrow", seed=4, params={})
+    assert spec.trial_key == "narrow-s4"
+    assert spec.seed == 4
+    assert [s.width for s in spec.net.stages] == [8, 16, 32]
+    assert spec.net.input_size == (8, 8) and spec.net.in_chans == 1 and spec.net.num_classes == 10
+    assert spec.train == replace(study.train, lr=2e-3)
+
+
+def test_resolve_trial_conv_variant_switches_network() -> None:
+    spec = resolve_trial(load_study("quickstart"), variant="conv", seed=0, params={})
+    assert spec.net.name == "resnet_tiny"
+    assert spec.net.gsa_stages == ()
+
+
+def test_resolve_trial_search_params_are_typed() -> None:
+    study = load_study("search_digits")
+    params = {"gsa.heads": 2, "gsa.positional": False, "gsa_stages": (2, 3), "train.lr": 0.005,
+              "train.epochs": 3.0}
+    spec = resolve_trial(study, variant=None, seed=0, params=params)
+    assert spec.train.epochs == 3 and isinstance(spec.train.epochs, int)
+    assert spec.train.lr == 0.005
+    assert spec.net.gsa_stages == (2, 3)
+    assert [s.positional for s in spec.net.stages] == [False, False, False]
+    assert spec.params == tuple(sorted(params.items()))
+    assert spec.trial_key == resolve_trial(study, variant=None, seed=0, params=dict(params)).trial_key
+    assert spec.trial_key != resolve_trial(study, variant=None, seed=1, params=params).trial_key
+
+
+def test_resolve_trial_unknown_variant_names_known_ones() -> None:
+    with pytest.raises(KeyError, match="unknown variant 'both2'"):
+        resolve_trial(load_study("quickstart"), variant="both2", seed=0, params={})
+
+
+def test_train_config_defaults_match_contract() -> None:
+    t = TrainConfig(epochs=1)
+    assert (t.batch_size, t.optimizer, t.lr, t.momentum, t.weight_decay) == (64, "adamw", 3e-3, 0.9, 5e-4)
+    assert (t.label_smoothing, t.schedule, t.warmup_epochs, t.amp, t.channels_last) == (0.0, "cosine", 0, True, True)
