@@ -96,8 +96,10 @@ def accuracy_vs_compute(
 
 def learning_curves(
     curves: pd.DataFrame, trials: pd.DataFrame, *, metric: str = C.VAL_ACC, baseline: str | None = None,
+    by_variant: bool = True,
 ) -> Figure:
-    """`metric` per epoch for every trained trial, coloured by variant; pruned trials faint, failed dotted."""
+    """`metric` per epoch for every trained trial, coloured by variant (when `by_variant` and at
+    most 10 variants, else one colour); pruned trials faint, failed dotted."""
     fig, ax = _figure()
     info = trials.set_index(C.TRIAL_ID)[[C.VARIANT, C.STATE]]
     joined = curves.join(info, on=C.TRIAL_ID, how="inner").dropna(subset=[metric])

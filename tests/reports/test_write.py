@@ -1,0 +1,143 @@
+"""write_report / write_comparison on hand-built run directories, and `gsa-nas report` errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import ReportError, write_comparison, write_report
+
+ABLATION_FIGURES = ["ablation_bars.png", "acc_vs_gmacs.png", "acc_vs_params.png", "edf_variant.png",
+                    "learning_curves.png"]
+ABLATION_TABLES = ["ablation.csv", "edf_variant.csv", "excluded.csv", "ledger.csv", "pareto.csv"]
+SEARCH_TABLES = ["edf_gsa.heads.csv", "edf_train.lr.csv", "edf_width_mult.csv", "excluded.csv", "importance.csv",
+                 "leaderboard.csv", "ledger.csv", "pareto.csv"]
+SECTIONS = ["Summary", "Ablation", "Pareto front", "Error EDFs", "Learning curves", "Compute ledger",
+            "Excluded trials"]
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_write_report_ablation_writes_all_files(ablation_run):
+    path = write_report(ablation_run)
+    assert path == ablation_run / "report.html"
+    assert (ablation_run / "report.md").is_file()
+    assert _names(ablation_run / "figures") == ABLATION_FIGURES
+    assert _names(ablation_run / "tables") == ABLATION_TABLES
+    assert len(pd.read_csv(ablation_run / "tables" / "ablation.csv")) == 4
+
+
+def test_write_report_sections_in_order(ablation_run):
+    write_report(ablation_run)
+    md = (ablation_run / "report.md").read_text()
+    assert re.findall(r"^## (.+)$", md, flags=re.M) == SECTIONS
+
+
+def test_write_report_markdown_links_existing_figures(ablation_run):
+    write_report(ablation_run)
+    links = re.findall(r"\]\((figures/[^)]+)\)", (ablation_run / "report.md").read_text())
+    assert sorted(Path(link).name for link in links) == ABLATION_FIGURES
+    assert all((ablation_run / link).is_file() for link in links)
+
+
+def test_write_report_html_is_self_contained(ablation_run):
+    html = write_report(ablation_run).read_text()
+    assert re.findall(r"https?://|<script|<link|@import|url\(", html, flags=re.I) == []
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == len(ABLATION_FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+def test_write_report_header_and_formats(ablation_run):
+    md = (write_report(ablation_run).parent / "report.md").read_text()
+    assert "| trials | 12 trials: 11 complete · 0 pruned · 1 failed · 0 infeasible |" in md
+    assert "| budget | 4 epochs per trial |" in md
+    assert "| both | 3 | 5.00K | 0.004 | 91.00 ± 1.00% | 90.00 ± 1.00% | baseline | — | — |  |" in md
+    assert "| content_only-s2 | content_only | 2 | failed | 2 | 4 | diverged: loss is NaN at epoch 2 |" in md
+
+
+def test_write_report_search_has_leaderboard_and_importance(search_run):
+    write_report(search_run)
+    md = (search_run / "report.md").read_text()
+    assert re.findall(r"^## (.+)$", md, flags=re.M) == [
+        "Summary", "Leaderboard", "Parameter importance", "Pareto front", "Error EDFs", "Learning curves",
+        "Compute ledger", "Excluded trials"]
+    assert _names(search_run / "tables") == SEARCH_TABLES
+    importance = pd.read_csv(search_run / "tables" / "importance.csv")
+    assert sorted(importance["param"]) == ["gsa.heads", "train.lr", "width_mult"]
+    assert importance["val_acc"].sum() == pytest.approx(1.0)
+    leaderboard = pd.read_csv(search_run / "tables" / "leaderboard.csv")
+    assert leaderboard["trial_id"].tolist() == ["t003", "t001", "t007", "t009", "t005", "t000"]
+
+
+def test_write_report_out_dir_leaves_run_dir_alone(ablation_run, tmp_path):
+    out = tmp_path / "elsewhere"
+    assert write_report(ablation_run, out=out) == out / "report.html"
+    assert not (ablation_run / "report.html").exists()
+    assert _names(out) == ["figures", "report.html", "report.md", "tables"]
+
+
+def test_write_report_without_curves_notes_it(ablation_run):
+    (ablation_run / "curves.csv").unlink()
+    write_report(ablation_run)
+    assert "No per-epoch records (curves.csv) in the run." in (ablation_run / "report.md").read_text()
+    assert "learning_curves.png" not in _names(ablation_run / "figures")
+
+
+def test_write_report_half_written_raises(ablation_run):
+    (ablation_run / "results.csv").unlink()
+    with pytest.raises(ReportError, match=r"no results.csv \(status: finished\)"):
+        write_report(ablation_run)
+
+
+def test_write_comparison_concatenates_runs(tmp_path, ablation_run):
+    from conftest import build_ablation
+
+    other = build_ablation(tmp_path / "quick2", name="quick2")
+    path = write_comparison([ablation_run, other], out=tmp_path / "cmp")
+    assert path == tmp_path / "cmp" / "report.html"
+    table = pd.read_csv(tmp_path / "cmp" / "tables" / "ablation.csv")
+    assert table["variant"].tolist()[:2] == ["quick/both", "quick/content_only"]
+    assert len(table) == 8
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert "| run quick | ablation, digits, 4 epochs, wall 5.0 min, status: finished |" in md
+
+
+def test_write_comparison_duplicate_names_raise(ablation_run, tmp_path):
+    with pytest.raises(ReportError, match=r"distinct names, but got \['quick', 'quick'\]"):
+        write_comparison([ablation_run, ablation_run], out=tmp_path / "cmp")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_report_writes_report(ablation_run):
+    proc = _cli("report", str(ablation_run))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"report written to {ablation_run / 'report.html'}"
+
+
+def test_cli_report_running_dir_exits_2_with_one_line(ablation_run):
+    run = json.loads((ablation_run / "run.json").read_text())
+    (ablation_run / "run.json").write_text(json.dumps({**run, "status": "running"}))
+    (ablation_run / "results.csv").unlink()
+    proc = _cli("report", str(ablation_run))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"gsa-nas: error: {ablation_run}: no results.csv; the run has not finished (status: running) "
+        f"— resume it with gsa-nas run --resume {ablation_run}"
+    ]
+
+
+def test_cli_report_missing_dir_exits_2(tmp_path):
+    proc = _cli("report", str(tmp_path / "missing"))
+    assert (proc.returncode, proc.stderr.strip()) == (2, f"gsa-nas: error: {tmp_path / 'missing'}: no such run directory")
