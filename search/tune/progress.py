@@ -68,7 +68,7 @@ class ProgressLine(Callback):
 
     def __init__(self, name: str, tally: Tally, *, every_s: float = 5.0, stream: TextIO | None = None) -> None:
         self._name, self._tally, self._every = name, tally, every_s
-        self._stream = stream or sys.stdout
+        self._stream = stream  # None: sys.stdout at print time (Tune pickles callbacks)
         self._last = 0.0
 
     def _print(self, trials: list, force: bool) -> None:
@@ -77,7 +77,7 @@ class ProgressLine(Callback):
             return
         self._last = now
         running = sum(1 for t in trials if t.status == "RUNNING")
-        print(progress_line(self._name, self._tally, running, now), file=self._stream, flush=True)
+        print(progress_line(self._name, self._tally, running, now), file=self._stream or sys.stdout, flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._print(trials, force=False)
