@@ -1,9 +1,8 @@
 """The training loop every trial runs: pure PyTorch, no Ray.
 
-A `Trainer` turns a resolved `TrialSpec` and in-memory `DataSplits` into epochs of
-training plus validation. Everything random is seeded from the spec's seed, and the
-data order of epoch e from (seed, e), so a trainer restored after epoch k repeats
-epochs k+1.. of an uninterrupted run exactly (on CPU).
+A `Trainer` turns a `TrialSpec` and in-memory `DataSplits` into epochs of training and
+validation, seeded from the spec (the data order of epoch e from (seed, e)), so a trainer
+restored after epoch k repeats epochs k+1.. of an uninterrupted run exactly on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from gsa_space.networks import build_net
 from search.optim import build_optimizer, lr_at, set_lr
 
 __all__ = ["EpochResult", "DivergedError", "Trainer", "save_checkpoint", "load_checkpoint", "run_trial_bare"]
@@ -52,12 +52,6 @@ class EpochResult:
 def _epoch_seed(seed: int, epoch: int) -> int:
     # One stream per (seed, epoch): a resumed run draws the same order as a fresh one.
     return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
-
-
-def _default_factory(net: Any) -> nn.Module:
-    from gsa_space.networks import build_net
-
-    return build_net(net)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -102,12 +96,10 @@ class Trainer:
     def __init__(self, spec: Any, data: Any, *, device: str | torch.device = "cpu", threads: int | None = None,
                  augment: bool = True, model_factory: Callable[[Any], nn.Module] | None = None) -> None:
         self.spec, self.train_cfg, self.seed = spec, spec.train, int(spec.seed)
-        if self.train_cfg.epochs <= 0:
-            raise ValueError(f"train.epochs must be a positive integer, but got train.epochs={self.train_cfg.epochs!r}.")
-        if self.train_cfg.batch_size <= 0:
-            raise ValueError(
-                f"train.batch_size must be a positive integer, but got train.batch_size={self.train_cfg.batch_size!r}."
-            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self.train_cfg, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"train.{name} must be a positive integer, but got train.{name}={value!r}.")
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.device = torch.device(device)
@@ -115,13 +107,14 @@ class Trainer:
         if on_cuda:
             torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels
         self.amp = bool(self.train_cfg.amp) and on_cuda
-        self.memory_format = torch.channels_last if (self.train_cfg.channels_last and on_cuda) else torch.contiguous_format
+        channels_last = bool(self.train_cfg.channels_last) and on_cuda
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.augment = bool(augment) and str(data.name).startswith("cifar")
 
         torch.manual_seed(self.seed)
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
-        self.model = (model_factory or _default_factory)(spec.net).to(self.device, memory_format=self.memory_format)
+        self.model = (model_factory or build_net)(spec.net).to(self.device, memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, self.train_cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(self.train_cfg.label_smoothing))
 

@@ -221,12 +221,18 @@ def test_trainer_never_augments_digits(digits):
     assert make_trainer(digits, epochs=1).augment is False
 
 
+def test_trainer_rejects_zero_batch_size_naming_the_field(digits):
+    with pytest.raises(ValueError, match=r"train.batch_size must be a positive integer, but got train.batch_size=0\."):
+        make_trainer(digits, batch_size=0)
+
+
 @pytest.mark.gpu
-def test_trainer_cuda_epoch_with_bf16_and_channels_last(digits):
-    spec = make_spec(epochs=1, amp=True, channels_last=True)
+def test_trainer_cuda_epochs_with_bf16_and_channels_last(digits):
+    spec = make_spec(epochs=3, lr=2e-2, warmup_epochs=0, amp=True, channels_last=True)
     trainer = Trainer(spec, digits, device="cuda", model_factory=tiny_conv_net)
-    assert trainer.amp is True and trainer.memory_format is torch.channels_last
-    result = trainer.train_epoch()
+    assert (trainer.amp, trainer.memory_format) == (True, torch.channels_last)
     assert trainer.x_train.device.type == "cuda"
-    assert math.isfinite(result.train_loss) and 0.0 <= result.val_acc <= 1.0
-    assert result.val_acc > 0.3
+    assert trainer.x_train.is_contiguous(memory_format=torch.channels_last)
+    results = [trainer.train_epoch() for _ in range(3)]
+    assert all(math.isfinite(r.train_loss) for r in results)
+    assert results[-1].val_acc > 0.6           # the same run reaches 0.87-0.91 in fp32 on the CPU
