@@ -1,0 +1,100 @@
+"""Tests of `gsa-nas validate` and search.validate: the printed plan, compute, YAML; no Ray, no training."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.study import load_study, resolve_trial
+from search.validate import plan_line, space_summary, validation_summary, variant_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+GRID = """
+name: tiny_grid
+kind: search
+data: {name: digits}
+model: {variant: gsa_resnet_tiny}
+train: {epochs: 2}
+space:
+  gsa.heads: {choice: [1, 2]}
+  gsa.extent: {choice: [3, global]}
+sampler: {name: grid}
+constraints: {max_gmacs: LIMIT}
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _grid(tmp_path: Path, limit: float):
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID.replace("LIMIT", repr(limit)))
+    return load_study(str(path))
+
+
+def test_validate_cli_quickstart_prints_plan_and_variants() -> None:
+    proc = _cli("validate", "quickstart", "--set", "train.epochs=2", "--set", "train.lr=1e-4")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "plan: 4 variants x 3 seeds = 12 trials, 2 epochs each, at most 2 at a time" in out
+    for name in ("both (baseline)", "content_only", "positional_only", "conv"):
+        assert f"\n  {name} " in out
+    doc = yaml.safe_load(out.split("\n\n")[0])
+    assert doc["train"]["epochs"] == 2
+    assert doc["train"]["lr"] == 1e-4
+    assert doc["name"] == "quickstart"
+
+
+def test_validate_cli_output_yaml_loads_back(tmp_path: Path) -> None:
+    proc = _cli("validate", "quickstart")
+    path = tmp_path / "resolved.yaml"
+    path.write_text(proc.stdout.split("\n\n")[0] + "\n")
+    assert load_study(str(path)).variants == load_study("quickstart").variants
+
+
+def test_validate_imports_no_ray() -> None:
+    code = ("import sys; from search.study import load_study; from search.validate import validation_summary; "
+            "validation_summary(load_study('quickstart')); print('ray' in sys.modules, 'optuna' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+def test_variant_rows_match_built_networks() -> None:
+    from gsa_space.networks import build_net
+
+    study = load_study("quickstart")
+    rows = variant_rows(study)
+    assert [r["variant"] for r in rows] == ["both", "content_only", "positional_only", "conv"]
+    assert [r["gsa_stages"] for r in rows] == [(1, 2, 3)] * 3 + [()]
+    for row in rows:
+        net = build_net(resolve_trial(study, variant=row["variant"], seed=0, params={}).net)
+        assert row["params"] == sum(p.numel() for p in net.parameters())
+    both, content, positional, conv = (r["gmacs"] for r in rows)
+    assert content < both and positional < both
+    assert conv > 0
+
+
+def test_plan_line_grid_counts_points(tmp_path: Path) -> None:
+    study = _grid(tmp_path, 1.0)
+    assert plan_line(study).startswith("plan: a grid of 4 points from the grid sampler (unseeded), 2 epochs each")
+
+
+@pytest.mark.parametrize("limit, over", [(1e-9, 4), (1.0, 0)])
+def test_space_summary_counts_samples_over_budget(tmp_path: Path, limit: float, over: int) -> None:
+    info = space_summary(_grid(tmp_path, limit), samples=4)
+    assert (info["samples"], info["over_budget"], info["invalid"]) == (4, over, 0)
+    lo, hi = info["params"]
+    assert 0 < lo <= hi
+
+
+def test_validation_summary_search_reports_budget_line(tmp_path: Path) -> None:
+    text = validation_summary(_grid(tmp_path, 1e-9), samples=3)
+    assert "constraints (max_gmacs 1e-09): 3 of 3 samples over budget, 0 impossible networks" in text
+    assert "study 'tiny_grid' (search) is valid" in text
