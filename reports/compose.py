@@ -54,8 +54,8 @@ def file_stem(text: str) -> str:
 
 
 def primary_metric(study: Study) -> str:
-    """The first objective (what Optuna optimises first), val_acc when none is named."""
-    return next(iter(study.objectives), C.VAL_ACC)
+    """The first objective to maximise (an accuracy), val_acc when none is named."""
+    return next((name for name, mode in study.objectives.items() if mode == "max"), C.VAL_ACC)
 
 
 def pareto_objectives(study: Study) -> dict[str, str]:
@@ -66,7 +66,7 @@ def pareto_objectives(study: Study) -> dict[str, str]:
 
 
 def _shown(frame: pd.DataFrame, study: Study, extra: tuple[str, ...]) -> pd.DataFrame:
-    lead = [c for c in (C.RUN, C.RANK, C.VARIANT, C.SEED) if c in frame.columns]
+    lead = [c for c in (C.RANK, C.RUN, C.VARIANT, C.SEED) if c in frame.columns]
     fields = [c for c in study.space_fields if c in frame.columns]
     return fmt.format_table(frame[lead + fields + [c for c in extra if c in frame.columns]])
 
@@ -75,6 +75,10 @@ def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) 
     counts = trials[C.STATE].value_counts()
     bullets = [f"{len(trials)} trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in C.STATES)
                + "; only complete trials enter accuracy comparisons."]
+    budgets = sorted(int(b) for b in trials[C.BUDGET_EPOCHS].unique())
+    if len(budgets) > 1:
+        bullets.append(f"Trials had different budgets ({', '.join(map(str, budgets))} epochs): "
+                       "accuracies across budgets are not like for like.")
     metric = primary_metric(study)
     if ablation is not None:
         ranked = ablation.dropna(subset=[C.mean_col(metric)]).sort_values(C.mean_col(metric), ascending=False)
@@ -182,6 +186,7 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
 
     front = T.pareto_front(trials, pareto_objectives(study))
     tables["pareto"] = front
+    star = f"; star: the baseline ({study.baseline})" if study.baseline else ""
     figures["acc_vs_gmacs"] = F.accuracy_vs_compute(trials, x=C.GMACS, metric=metric, baseline=study.baseline,
                                                      by_variant=by_variant)
     figures["acc_vs_params"] = F.accuracy_vs_compute(trials, x=C.PARAMS, metric=metric, baseline=study.baseline,
@@ -189,8 +194,9 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
     sections.append(Section(
         "Pareto front", paragraphs=("Complete trials that no other complete trial beats on every objective.",),
         table=_shown(front, study, (C.PARAMS, C.GMACS, C.ACT_MB, C.VAL_ACC, C.TEST_ACC)),
-        figures=(FigureRef("acc_vs_gmacs", f"{metric} against GMACs; dashed: Pareto front; star: baseline."),
-                 FigureRef("acc_vs_params", f"{metric} against parameters; star: baseline."))))
+        figures=(FigureRef("acc_vs_gmacs", f"{metric} against GMACs; dashed, circled: the Pareto front{star}."),
+                 FigureRef("acc_vs_params", f"{metric} against parameters; dashed, circled: the front on "
+                                            f"params{star}."))))
 
     refs = []
     for factor in _edf_factors(study, trials):

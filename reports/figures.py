@@ -83,8 +83,8 @@ def accuracy_vs_compute(
                    facecolors="none", edgecolors="black", linewidths=1.2, label=f"baseline ({baseline})")
     if len(done) >= 1:
         front = pareto_front(done, {metric: "max", x: "min"}).sort_values(x)
-        ax.step(front[x].astype(float), front[metric] * _scale(metric), where="post", color="black",
-                linewidth=1.0, linestyle="--", label="Pareto front")
+        ax.plot(front[x].astype(float), front[metric] * _scale(metric), drawstyle="steps-post", color="black",
+                linewidth=1.0, linestyle="--", marker="o", markersize=10, fillstyle="none", label="Pareto front")
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(metric))
     ax.set_title(title or f"{_label(metric).split(' (')[0]} vs {x}")
