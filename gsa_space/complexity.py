@@ -10,11 +10,12 @@ bytes of every distinct module output tensor at batch 1 (in-place ops count once
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -132,37 +133,103 @@ def _in_chans(net: nn.Module) -> int:
     return first.in_channels
 
 
-def measure(net: nn.Module, input_size: int | tuple[int, int], in_chans: int | None = None) -> Complexity:
-    """Count `net` on one (1, C, H, W) input in eval mode; the net's training mode is restored."""
-    h, w = _size(input_size)
-    x = torch.randn(1, in_chans or _in_chans(net), h, w)
-    outputs: dict[int, torch.Tensor] = {}  # data_ptr -> tensor: kept alive so no pointer is reused
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Count on one intra-op thread: the batch-1 pass is tiny, and extra threads only spin
+    (3-4x slower on a busy 2-core machine). The caller's thread count is restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _count(net: nn.Module, x: torch.Tensor) -> tuple[dict[str, int], dict[str, int]]:
+    """(MACs by module name, activation bytes by module name) of one eval-mode pass on `x`.
+
+    Each distinct output tensor (by storage pointer) is charged to the innermost module that
+    produced it: forward hooks fire inner modules first, and in-place outputs share storage.
+    """
+    names = {id(m): n for n, m in net.named_modules()}
+    seen: dict[int, torch.Tensor] = {}  # data_ptr -> tensor, kept alive so no pointer is reused
+    act: dict[str, int] = {}
 
     def hook(module: nn.Module, inp: Any, out: Any) -> None:
-        if isinstance(out, torch.Tensor):
-            outputs.setdefault(out.data_ptr(), out)
+        if isinstance(out, torch.Tensor) and out.data_ptr() not in seen:
+            seen[out.data_ptr()] = out
+            name = names[id(module)]
+            act[name] = act.get(name, 0) + int(out.numel()) * 4
 
     handles = [m.register_forward_hook(hook) for m in net.modules()]
     was_training = net.training
     try:
         net.eval()
-        with torch.no_grad():
-            macs = _analysis(net, x).total()
+        with torch.no_grad(), _one_thread():
+            macs = dict(_analysis(net, x).by_module())
     finally:
         net.train(was_training)
         for handle in handles:
             handle.remove()
-    act_bytes = sum(t.numel() * 4 for t in outputs.values())
+    return macs, act
+
+
+def _under(table: dict[str, int], prefix: str) -> int:
+    """Sum of the entries of module `prefix` and its descendants (act bytes are per module)."""
+    return sum(v for k, v in table.items() if k == prefix or k.startswith(prefix + "."))
+
+
+def measure(net: nn.Module, input_size: int | tuple[int, int], in_chans: int | None = None) -> Complexity:
+    """Count `net` on one (1, C, H, W) input in eval mode; the net's training mode is restored."""
+    h, w = _size(input_size)
+    macs, act = _count(net, torch.randn(1, in_chans or _in_chans(net), h, w))
     params = sum(p.numel() for p in net.parameters())
-    return Complexity(params=params, gmacs=macs / 1e9, act_mb=act_bytes / 1e6)
+    return Complexity(params=params, gmacs=macs.get("", 0) / 1e9, act_mb=sum(act.values()) / 1e6)
+
+
+def breakdown(cfg: NetConfig, input_size: int | tuple[int, int] | None = None) -> dict[str, Complexity]:
+    """Counts of `cfg` per part: "stem", "stages.0" (stage 1), ..., "pool", "head" (cached)."""
+    return dict(_breakdown(cfg, _size(input_size) if input_size is not None else cfg.input_size))
 
 
 @functools.lru_cache(maxsize=512)
-def _config_complexity(cfg: NetConfig, size: tuple[int, int]) -> Complexity:
+def _breakdown(cfg: NetConfig, size: tuple[int, int]) -> dict[str, Complexity]:
+    """Exact counts per part, from a copy whose stages hold at most two blocks.
+
+    Blocks 2..depth of a stage are identical (same channels, stride 1, same map), so each one
+    past the second adds exactly what the second costs: a 101-layer net counts like a 26.
+    """
     from gsa_space.networks import build_net  # networks imports attention; keep this module light
 
+    short = replace(cfg, input_size=size, stages=tuple(replace(s, depth=min(s.depth, 2)) for s in cfg.stages))
     torch.manual_seed(0)
-    return measure(build_net(cfg), size, cfg.in_chans)
+    net = build_net(short)
+    macs, act = _count(net, torch.randn(1, cfg.in_chans, *size))
+    parts: dict[str, Complexity] = {}
+    for name, module in net.named_children():
+        if name == "stages":
+            continue
+        params = sum(p.numel() for p in module.parameters())
+        parts[name] = Complexity(params, macs.get(name, 0) / 1e9, _under(act, name) / 1e6)
+    for i, stage in enumerate(cfg.stages):
+        prefix, extra = f"stages.{i}", max(stage.depth - 2, 0)
+        block = f"{prefix}.1"
+        params = sum(p.numel() for p in net.stages[i].parameters())
+        if extra:
+            params += extra * sum(p.numel() for p in net.stages[i][1].parameters())
+        stage_macs = macs.get(prefix, 0) + extra * macs.get(block, 0)
+        stage_act = _under(act, prefix) + extra * _under(act, block)
+        parts[prefix] = Complexity(params, stage_macs / 1e9, stage_act / 1e6)
+    order = ["stem"] + [f"stages.{i}" for i in range(len(cfg.stages))] + ["pool", "head"]
+    return {k: parts[k] for k in order if k in parts}
+
+
+def _total(parts: dict[str, Complexity]) -> Complexity:
+    return Complexity(
+        params=sum(p.params for p in parts.values()),
+        gmacs=sum(p.gmacs for p in parts.values()),
+        act_mb=sum(p.act_mb for p in parts.values()),
+    )
 
 
 def complexity(net_or_config: nn.Module | NetConfig, input_size: int | tuple[int, int] | None = None) -> Complexity:
@@ -172,7 +239,7 @@ def complexity(net_or_config: nn.Module | NetConfig, input_size: int | tuple[int
     """
     if isinstance(net_or_config, NetConfig):
         size = _size(input_size) if input_size is not None else net_or_config.input_size
-        return _config_complexity(net_or_config, size)
+        return _total(_breakdown(net_or_config, size))
     if input_size is None:
         cfg = getattr(net_or_config, "cfg", None)
         if cfg is None:
@@ -184,13 +251,7 @@ def complexity(net_or_config: nn.Module | NetConfig, input_size: int | tuple[int
 def macs_by_module(net: nn.Module, input_size: int | tuple[int, int], in_chans: int | None = None) -> dict[str, int]:
     """MACs of every submodule by qualified name ("" is the whole net, "stages.0" stage 1)."""
     h, w = _size(input_size)
-    x = torch.randn(1, in_chans or _in_chans(net), h, w)
-    was_training = net.training
-    try:
-        with torch.no_grad():
-            return dict(_analysis(net.eval(), x).by_module())
-    finally:
-        net.train(was_training)
+    return _count(net, torch.randn(1, in_chans or _in_chans(net), h, w))[0]
 
 
 def uncounted_ops(net: nn.Module, input_size: int | tuple[int, int], in_chans: int | None = None) -> Counter[str]:
@@ -203,6 +264,6 @@ def uncounted_ops(net: nn.Module, input_size: int | tuple[int, int], in_chans: i
     x = torch.randn(1, in_chans or _in_chans(net), h, w)
     fca = _analysis(net.eval(), x)
     fca._ignored_ops = set()  # fvcore has no public way to empty its ignore list
-    with torch.no_grad():
+    with torch.no_grad(), _one_thread():
         fca.total()
     return Counter(fca.unsupported_ops())

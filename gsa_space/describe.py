@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import torch
-
-from gsa_space.complexity import Complexity, complexity, macs_by_module
+from gsa_space.complexity import Complexity, breakdown, complexity
 from gsa_space.config import NetConfig
-from gsa_space.networks import build_net, stage_sizes
+from gsa_space.networks import stage_sizes
 from gsa_space.variants import VARIANTS, build_config, conv_counterpart
 
 
@@ -35,8 +33,8 @@ def _is_number(value: Any) -> bool:
     return str(value).replace(".", "", 1).isdigit()
 
 
-def _mmacs(macs: float) -> str:
-    return f"{macs / 1e6:.3f}"
+def _mmacs(gmacs: float) -> str:
+    return f"{gmacs * 1e3:.3f}"
 
 
 def _size_text(size: tuple[int, int]) -> str:
@@ -57,34 +55,34 @@ def variants_table() -> str:
 
 
 def _stage_rows(cfg: NetConfig) -> list[list[Any]]:
-    torch.manual_seed(0)
-    net = build_net(cfg)
-    macs = macs_by_module(net, cfg.input_size, cfg.in_chans)
-    rows: list[list[Any]] = []
-    stem_params = sum(p.numel() for p in net.stem.parameters())
-    out = stage_sizes(cfg)[0][0]
-    rows.append(["stem", cfg.style, "-", cfg.stem_width, "-", "-", "-", _size_text(out),
-                 stem_params, _mmacs(macs.get("stem", 0))])
-    for i, (stage, (size_in, size_out)) in enumerate(zip(cfg.stages, stage_sizes(cfg))):
-        gsa = stage.op == "gsa"
-        params = sum(p.numel() for p in net.stages[i].parameters())
+    parts = breakdown(cfg)
+    sizes = stage_sizes(cfg)
+    stem = parts["stem"]
+    rows: list[list[Any]] = [["stem", cfg.style, "-", cfg.stem_width, "-", "-", "-", _size_text(sizes[0][0]),
+                              stem.params, _mmacs(stem.gmacs)]]
+    for i, (stage, (size_in, size_out)) in enumerate(zip(cfg.stages, sizes)):
+        gsa, part = stage.op == "gsa", parts[f"stages.{i}"]
         res = _size_text(size_in) if size_in == size_out else f"{_size_text(size_in)}->{_size_text(size_out)}"
         rows.append([
             i + 1, stage.op, stage.depth, stage.width,
             stage.heads if gsa else "-", stage.dim_key if gsa else "-", stage.extent if gsa else "-",
-            res, params, _mmacs(macs.get(f"stages.{i}", 0)),
+            res, part.params, _mmacs(part.gmacs),
         ])
-    head_params = sum(p.numel() for p in net.head.parameters())
-    rows.append(["head", "linear", "-", net.num_features, "-", "-", "-", "1x1", head_params,
-                 _mmacs(macs.get("head", 0) + macs.get("pool", 0))])
+    head = complexity_sum(parts["pool"], parts["head"])
+    rows.append(["head", "pool+linear", "-", cfg.stages[-1].width * cfg.expansion, "-", "-", "-", "1x1",
+                 head.params, _mmacs(head.gmacs)])
     return rows
+
+
+def complexity_sum(a: Complexity, b: Complexity) -> Complexity:
+    return Complexity(a.params + b.params, a.gmacs + b.gmacs, a.act_mb + b.act_mb)
 
 
 def _summary(cfg: NetConfig, mine: Complexity, base: Complexity, base_name: str) -> str:
     return (
         f"{cfg.name} vs {base_name} at {_size_text(cfg.input_size)}: "
         f"params {mine.params / 1e6:.3f}M / {base.params / 1e6:.3f}M = {mine.params / base.params:.2f}x, "
-        f"MACs {mine.gmacs:.4f}G / {base.gmacs:.4f}G = {mine.gmacs / base.gmacs:.2f}x, "
+        f"MACs {mine.gmacs:.4g}G / {base.gmacs:.4g}G = {mine.gmacs / base.gmacs:.2f}x, "
         f"activations {mine.act_mb:.2f} MB / {base.act_mb:.2f} MB"
     )
 
@@ -102,4 +100,7 @@ def describe_net(name: str, *, overrides: Mapping[str, Any] | None = None, input
     base = complexity(base_cfg)
     title = f"{cfg.name}: {cfg.style} style, input {cfg.in_chans}x{_size_text(cfg.input_size)}, " \
             f"{cfg.num_classes} classes, gsa_stages={list(cfg.gsa_stages)}"
-    return "\n".join([title, "", table, "", _summary(cfg, mine, base, base_cfg.name)])
+    summary = _summary(cfg, mine, base, base_cfg.name)
+    if not cfg.gsa_stages:
+        summary += " (a conv net: its own baseline)"
+    return "\n".join([title, "", table, "", summary])
