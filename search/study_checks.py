@@ -122,7 +122,9 @@ def choice(where: Where, path: str, value: Any, choices: Iterable[str], what: st
 
 def name(where: Where, path: str, value: Any) -> str:
     """A name used in directories and tables: letters, digits, `_`, `-`, `.`."""
-    value = string(where, path, str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # YAML reads a variant called 1 or 0.5 as a number
+    value = string(where, path, value)
     if not all(c.isalnum() or c in "_-." for c in value) or value.startswith("."):
         raise where.error(path, f"{value!r} must use only letters, digits, '_', '-' and '.' (it names directories)")
     return value
