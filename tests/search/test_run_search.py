@@ -1,0 +1,126 @@
+"""End to end through the `gsa-nas run` CLI: searches with the median pruner, with ASHA, and a
+multi-objective search under a compute budget (infeasible points never start a Ray trial).
+
+Each run is a subprocess on digits with shrunk budgets (30-60 s on 2 cores); max_concurrent 1
+makes the pruning decisions deterministic given the seeded sampler.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+BASE = ["max_concurrent=1", "sampler.seed=0", "train.batch_size=64"]
+
+
+def gsa_nas_run(out: Path, name: str, sets: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "search.cli", "run", "search_digits", "--out", str(out), "--name", name,
+           "--no-report"]
+    for item in BASE + sets:
+        cmd += ["--set", item]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def ledger(run_dir: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
+
+
+@pytest.fixture(scope="module")
+def median_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    gsa_nas_run(out, "med", ["num_samples=6", "train.epochs=4", "constraints={}",
+                             "pruner={name: median, n_startup_trials: 2, n_warmup_steps: 1}"])
+    return out / "med"
+
+
+@pytest.fixture(scope="module")
+def asha_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    gsa_nas_run(out, "asha", ["num_samples=5", "train.epochs=3", "constraints={}",
+                              "pruner={name: asha, grace_period: 1, reduction_factor: 2}"])
+    return out / "asha"
+
+
+@pytest.fixture(scope="module")
+def multi_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    gsa_nas_run(out, "multi", ["num_samples=3", "train.epochs=2", "objectives={val_acc: max, gmacs: min}",
+                               "sampler={name: nsga2, seed: 0}", "pruner={name: none}",
+                               "constraints={max_gmacs: 0.0012}"])
+    return out / "multi"
+
+
+def test_run_search_median_prunes_some_trials(median_run):
+    states = [t.state for t in ledger(median_run, "med").get_trials()]
+    assert states.count(TrialState.PRUNED) >= 1
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 6
+
+
+def test_run_search_median_complete_only_at_full_budget(median_run):
+    for t in ledger(median_run, "med").get_trials():
+        assert t.user_attrs["gsa_state"] in ("complete", "pruned")
+        assert t.user_attrs["epochs"] == len(t.intermediate_values) == len(t.user_attrs["curve"])
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["epochs"] == 4
+            assert t.value == t.intermediate_values[4]
+        else:
+            assert t.user_attrs["epochs"] < 4
+            assert t.user_attrs["reason"] == f"stopped by the pruner at epoch {t.user_attrs['epochs']} of 4"
+
+
+def test_run_search_median_results_match_ledger(median_run):
+    frame = pd.read_csv(median_run / "results.csv")
+    study = ledger(median_run, "med")
+    assert len(frame) == 6
+    assert list(frame["variant"]) == [f"trial_{t.number}" for t in study.get_trials()]
+    assert list(frame["epochs"]) == [t.user_attrs["epochs"] for t in study.get_trials()]
+    assert frame.loc[frame["state"] == "pruned", "test_acc"].isna().all()
+    meta = json.loads((median_run / "run.json").read_text())
+    assert meta["space_fields"] == list(frame.columns[7:7 + len(meta["space_fields"])])
+
+
+def test_run_search_asha_stops_trials_as_pruned_with_values(asha_run):
+    trials = ledger(asha_run, "asha").get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(pruned) >= 1 and len(trials) == 5
+    for t in trials:
+        assert t.user_attrs["epochs"] == len(t.intermediate_values)
+        assert (t.state == TrialState.COMPLETE) == (t.user_attrs["epochs"] == 3)
+
+
+def test_run_search_multi_objective_stores_two_directions_and_values(multi_run):
+    study = ledger(multi_run, "multi")
+    assert study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    for t in complete:
+        assert t.values[1] == pytest.approx(t.user_attrs["gmacs"])
+        assert t.values[0] == t.user_attrs["curve"][-1]["val_acc"]
+        assert t.intermediate_values == {}
+
+
+def test_run_search_infeasible_points_start_no_ray_trial(multi_run):
+    study = ledger(multi_run, "multi")
+    infeasible = [t for t in study.get_trials() if t.user_attrs["gsa_state"] == "infeasible"]
+    assert len(infeasible) >= 1
+    for t in infeasible:
+        assert (t.state, t.intermediate_values, t.user_attrs["epochs"]) == (TrialState.PRUNED, {}, 0)
+        assert t.constraints["gmacs"] > 0
+        assert t.user_attrs["reason"].startswith("gmacs ") and "> max_gmacs 0.0012" in t.user_attrs["reason"]
+    tune_trials = [p for p in (multi_run / "tune" / "session_1").iterdir() if p.is_dir()]
+    assert len(tune_trials) == 3  # only the trained ones became Ray trials
+    frame = pd.read_csv(multi_run / "results.csv")
+    assert (frame["state"] == "infeasible").sum() == len(infeasible)
+    assert frame.loc[frame["state"] == "infeasible", "val_acc"].isna().all()
