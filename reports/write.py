@@ -38,9 +38,14 @@ def _importance(info: RunInfo) -> pd.DataFrame | None:
         return None
     url = _storage_url(info)
     names = list(info.objectives)
+    missing = None
     if not url:
+        missing = "run.json names no Optuna storage"
+    elif url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        missing = f"the Optuna storage {url} is missing"  # connecting would create an empty one
+    if missing:
         frame = pd.DataFrame(columns=names)
-        frame.attrs["note"] = "run.json names no Optuna storage"
+        frame.attrs["note"] = missing
         return frame
     try:
         return param_importance(url, str(info.run.get("optuna_study") or info.name), objective_names=names)

@@ -110,26 +110,32 @@ SEARCH_TRIALS = [  # number, state, epochs, heads, width_mult, lr, params, gmacs
 ]
 
 
-def _storage(path: Path, name: str) -> str:
+def _storage(path: Path, name: str, objectives: dict[str, str]) -> str:
     url = f"sqlite:///{path / 'optuna.db'}"
-    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    directions = ["maximize" if mode == "max" else "minimize" for mode in objectives.values()]
+    study = optuna.create_study(storage=url, study_name=name, directions=directions)
     dists = {"gsa.heads": optuna.distributions.CategoricalDistribution([1, 2, 4]),
              "width_mult": optuna.distributions.FloatDistribution(0.5, 1.5, step=0.25),
              "train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
     state_map = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
                  "infeasible": optuna.trial.TrialState.PRUNED, "failed": optuna.trial.TrialState.FAIL}
-    for number, state, epochs, heads, mult, lr, _, _, acc in SEARCH_TRIALS:
+    for number, state, epochs, heads, mult, lr, _, gmacs, acc in SEARCH_TRIALS:
         inter = {e: (acc or 0.0) * e / max(epochs, 1) for e in range(1, epochs + 1)} if state != "infeasible" else {}
+        if len(directions) == 1:
+            inter_ok, values = inter, [acc]
+        else:  # Optuna takes no intermediate values in a multi-objective study
+            inter_ok, values = {}, [acc, gmacs]
         study.add_trial(optuna.trial.create_trial(
-            state=state_map[state], value=acc if state == "complete" else None,
+            state=state_map[state], values=values if state == "complete" else None,
             params={"gsa.heads": heads, "width_mult": mult, "train.lr": lr}, distributions=dists,
-            intermediate_values=inter,
+            intermediate_values=inter_ok,
             user_attrs={"gsa_state": state, "epochs": epochs, "trial_key": f"k{number}",
                         "variant": f"trial_{number}", "seed": 0}))
     return url
 
 
-def build_search(path: Path, name: str = "search_small") -> Path:
+def build_search(path: Path, name: str = "search_small", objectives: dict[str, str] | None = None) -> Path:
+    objectives = objectives or {"val_acc": "max"}
     fields = ["gsa.heads", "width_mult", "train.lr"]
     rows = []
     for number, state, epochs, heads, mult, lr, params, gmacs, acc in SEARCH_TRIALS:
@@ -137,8 +143,8 @@ def build_search(path: Path, name: str = "search_small") -> Path:
         rows.append(_row(f"t{number:03d}", f"trial_{number}", 0, state, epochs,
                          dict(zip(fields, (heads, mult, lr))), params, gmacs, acc, reason=reason))
     path.mkdir(parents=True, exist_ok=True)
-    url = _storage(path, name)
-    return write_run(path, _run_json(name, "search", fields, storage=url), rows)
+    url = _storage(path, name, objectives)
+    return write_run(path, _run_json(name, "search", fields, storage=url, objectives=objectives), rows)
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ sets, EDFs and the compute ledger; pruned, failed and infeasible trials never co
 from __future__ import annotations
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
-from reports import ablation_table, compute_ledger, error_edf, excluded_trials, leaderboard, pareto_front
+from reports import (ablation_table, compute_ledger, error_edf, excluded_trials, leaderboard, param_importance,
+                     pareto_front)
 from reports import columns as C
 from reports.stats import paired_delta_ci, unpaired_delta_ci
 
@@ -186,3 +188,42 @@ def test_excluded_trials_lists_non_complete_with_reason(ablation_trials):
     assert out[C.STATE].tolist() == ["pruned", "failed", "infeasible"]
     assert out[C.EPOCHS].tolist() == [3, 2, 0]
     assert out[C.REASON].tolist() == ["", "diverged", ""]
+
+
+def test_param_importance_one_column_per_objective(tmp_path):
+    from conftest import build_search
+
+    run = build_search(tmp_path / "mo", name="mo", objectives={"val_acc": "max", "gmacs": "min"})
+    frame = param_importance(f"sqlite:///{run / 'optuna.db'}", "mo", objective_names=["val_acc", "gmacs"])
+    assert list(frame.columns) == ["val_acc", "gmacs"]
+    assert sorted(frame.index) == ["gsa.heads", "train.lr", "width_mult"]
+    assert frame.sum().tolist() == pytest.approx([1.0, 1.0])
+    assert frame.attrs["note"] == "fANOVA over 6 complete trials"
+
+
+def _tiny_study(tmp_path, values_and_heads: list[tuple[float, int]]) -> str:
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    study = optuna.create_study(storage=url, study_name="tiny", direction="maximize")
+    dist = {"gsa.heads": optuna.distributions.CategoricalDistribution([1, 2, 4])}
+    for value, heads in values_and_heads:
+        study.add_trial(optuna.trial.create_trial(value=value, params={"gsa.heads": heads}, distributions=dist))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"gsa.heads": 4},
+                                              distributions=dist, intermediate_values={1: 0.9}))
+    return url
+
+
+def test_param_importance_too_few_complete_trials_is_empty_with_note(tmp_path):
+    frame = param_importance(_tiny_study(tmp_path, [(0.8, 1)]), "tiny", objective_names=["val_acc"])
+    assert (frame.empty, list(frame.columns)) == (True, ["val_acc"])
+    assert frame.attrs["note"] == "needs at least 2 complete trials; the study has 1"
+
+
+def test_param_importance_single_valued_param_is_empty_with_note(tmp_path):
+    frame = param_importance(_tiny_study(tmp_path, [(0.8, 2), (0.7, 2)]), "tiny")
+    assert frame.empty
+    assert frame.attrs["note"] == "no parameter took two or more values across the complete trials"
+
+
+def test_param_importance_unknown_study_raises(tmp_path):
+    with pytest.raises(ValueError, match="no Optuna study named 'other'"):
+        param_importance(_tiny_study(tmp_path, [(0.8, 1)]), "other")

@@ -141,3 +141,22 @@ def test_cli_report_running_dir_exits_2_with_one_line(ablation_run):
 def test_cli_report_missing_dir_exits_2(tmp_path):
     proc = _cli("report", str(tmp_path / "missing"))
     assert (proc.returncode, proc.stderr.strip()) == (2, f"gsa-nas: error: {tmp_path / 'missing'}: no such run directory")
+
+
+def test_write_report_multi_objective_search(tmp_path):
+    from conftest import build_search
+
+    run = build_search(tmp_path / "mo", name="mo", objectives={"val_acc": "max", "gmacs": "min"})
+    write_report(run)
+    importance = pd.read_csv(run / "tables" / "importance.csv")
+    assert list(importance.columns) == ["param", "val_acc", "gmacs"]
+    pareto = pd.read_csv(run / "tables" / "pareto.csv")
+    assert pareto["trial_id"].tolist() == ["t003", "t001", "t009", "t005", "t000"]
+
+
+def test_write_report_importance_note_when_storage_is_gone(search_run):
+    (search_run / "optuna.db").unlink()
+    write_report(search_run)
+    md = (search_run / "report.md").read_text()
+    assert f"## Parameter importance\n\nNot computed: the Optuna storage sqlite:///{search_run}/optuna.db is missing." in md
+    assert not (search_run / "optuna.db").exists()  # reporting never creates a storage
