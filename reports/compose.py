@@ -110,6 +110,10 @@ def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) 
     return Section("Summary", bullets=tuple(bullets))
 
 
+def _mean_std(table: pd.DataFrame, col: str) -> list[str]:
+    return [fmt.mean_std(m, s) for m, s in zip(table[C.mean_col(col)], table[C.std_col(col)])]
+
+
 def _ablation_section(study: Study, table: pd.DataFrame) -> Section:
     metric = primary_metric(study)
     shown = pd.DataFrame({
@@ -117,9 +121,10 @@ def _ablation_section(study: Study, table: pd.DataFrame) -> Section:
         "seeds": table[C.N_SEEDS].astype(str),
         "params": table[C.PARAMS].map(fmt.count),
         "GMACs": table[C.GMACS].map(fmt.sig3),
-        "val acc": [fmt.mean_std(m, s) for m, s in zip(table[C.mean_col(C.VAL_ACC)], table[C.std_col(C.VAL_ACC)])],
-        "test acc": [fmt.mean_std(m, s) for m, s in zip(table[C.mean_col(C.TEST_ACC)], table[C.std_col(C.TEST_ACC)])],
-        f"Δ {metric}": ["baseline" if v == study.baseline else fmt.pp(d) for v, d in zip(table[C.VARIANT], table[C.DELTA])],
+        "val acc": _mean_std(table, C.VAL_ACC),
+        "test acc": _mean_std(table, C.TEST_ACC),
+        f"Δ {metric}": ["baseline" if v == study.baseline else fmt.pp(d)
+                        for v, d in zip(table[C.VARIANT], table[C.DELTA])],
         "95% CI": ["—" if v == study.baseline else fmt.ci(lo, hi)
                    for v, lo, hi in zip(table[C.VARIANT], table[C.DELTA_LO], table[C.DELTA_HI])],
         "test": ["—" if v == study.baseline else ("paired" if p else "unpaired")

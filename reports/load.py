@@ -162,6 +162,8 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
         raise ReportError(f"{path}: missing column(s) {missing}; expected columns {expected}")
     if frame.empty and info.status in ("running", "interrupted"):
         raise _missing_results(info.path, info.status)
+    if frame.empty:
+        raise ReportError(f"{path}: no trials (status: {info.status}); there is nothing to report")
     return _fix_dtypes(frame[expected], path).reset_index(drop=True)
 
 

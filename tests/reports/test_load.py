@@ -134,3 +134,10 @@ def test_load_run_info_truncated_json_raises(ablation_run):
 
 def test_report_error_is_a_value_error():
     assert issubclass(ReportError, ValueError)
+
+
+def test_load_results_finished_without_rows_raises(ablation_run):
+    header = (ablation_run / "results.csv").read_text().splitlines()[0]
+    (ablation_run / "results.csv").write_text(header + "\n")
+    with pytest.raises(ReportError, match=r"results.csv: no trials \(status: finished\); there is nothing to report"):
+        load_results(ablation_run)

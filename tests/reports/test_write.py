@@ -140,7 +140,8 @@ def test_cli_report_running_dir_exits_2_with_one_line(ablation_run):
 
 def test_cli_report_missing_dir_exits_2(tmp_path):
     proc = _cli("report", str(tmp_path / "missing"))
-    assert (proc.returncode, proc.stderr.strip()) == (2, f"gsa-nas: error: {tmp_path / 'missing'}: no such run directory")
+    expected = f"gsa-nas: error: {tmp_path / 'missing'}: no such run directory"
+    assert (proc.returncode, proc.stderr.strip()) == (2, expected)
 
 
 def test_write_report_multi_objective_search(tmp_path):
@@ -158,5 +159,15 @@ def test_write_report_importance_note_when_storage_is_gone(search_run):
     (search_run / "optuna.db").unlink()
     write_report(search_run)
     md = (search_run / "report.md").read_text()
-    assert f"## Parameter importance\n\nNot computed: the Optuna storage sqlite:///{search_run}/optuna.db is missing." in md
+    note = f"Not computed: the Optuna storage sqlite:///{search_run}/optuna.db is missing."
+    assert f"## Parameter importance\n\n{note}" in md
     assert not (search_run / "optuna.db").exists()  # reporting never creates a storage
+
+
+def test_cli_compare_writes_one_report(tmp_path, ablation_run, search_run):
+    proc = _cli("compare", str(ablation_run), str(search_run), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"comparison written to {tmp_path / 'cmp' / 'report.html'}"
+    leaderboard = pd.read_csv(tmp_path / "cmp" / "tables" / "leaderboard.csv")
+    assert sorted(set(leaderboard["run"])) == ["quick", "search_small"]
+    assert len(leaderboard) == 11 + 6
