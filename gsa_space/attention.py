@@ -52,24 +52,36 @@ def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
     return padded[:, offset].permute(1, 0, 3, 2)                  # (S, h, dk, S')
 
 
+# Logits elements per chunk of the batched axis: a chunk's (h, S, S) logits stay cache-sized,
+# and no temporary reaches the allocator's mmap threshold (fresh pages fault on every call).
+_CHUNK_ELEMENTS = 1 << 19
+
+
 def _axial(q: Tensor, v: Tensor, emb: Tensor) -> Tensor:
     """The 1-D relative step on the axis of length S, batched over P other positions.
 
     Args:
-        q: (P, S, h, dk), contiguous; v: (h, P, S, dv), contiguous; emb: (S, h, dk, S).
+        q: (P, S, h, dk), contiguous; v: (P, h, S, dv), contiguous; emb: (S, h, dk, S).
     Returns:
-        (h, P, S, dv): out[j, p, a] = sum_a' (q[p, a, j] . emb[a, j, :, a']) * v[j, p, a'].
+        (P, h, S, dv): out[p, j, a] = sum_a' (q[p, a, j] . emb[a, j, :, a']) * v[p, j, a'].
 
-    Two batched matmuls, no copy of the (S, h, P, S) logits: the first batches over (a, j),
-    whose strides merge in q's layout; its output's (j, p) strides merge for the second.
+    Per chunk of P: one bmm batched over (a, j) (the embedding depends on a) gives the logits,
+    one transposing copy makes them (p, j)-major, one bmm batched over (p, j) applies them.
     """
     P, S, h, dk = q.shape
     dv = v.shape[-1]
-    queries = q.reshape(P, S * h, dk).transpose(0, 1)             # (S*h, P, dk), a view
-    logits = torch.bmm(queries, emb.reshape(S * h, dk, S))        # (S*h, P, S')
-    logits = logits.view(S, h * P, S).transpose(0, 1)             # (h*P, S, S'), a view
-    out = torch.bmm(logits, v.reshape(h * P, S, dv))              # (h*P, S, dv)
-    return out.view(h, P, S, dv)
+    emb = emb.reshape(S * h, dk, S)                                     # (S*h, dk, S')
+    step = max(1, _CHUNK_ELEMENTS // (h * S * S))
+    outs = []
+    for q_chunk, v_chunk in zip(q.split(step), v.split(step)):
+        n = q_chunk.shape[0]
+        queries = q_chunk.reshape(n, S * h, dk).transpose(0, 1)        # (S*h, n, dk), a view
+        logits = torch.bmm(queries, emb)                                # (S*h, n, S')
+        logits = logits.view(S, h, n, S).permute(2, 1, 0, 3)           # (n, h, S, S'), a view
+        logits = logits.reshape(n * h, S, S)                            # (n*h, S, S'), a copy
+        out = torch.bmm(logits, v_chunk.reshape(n * h, S, dv))          # (n*h, S, dv)
+        outs.append(out.view(n, h, S, dv))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)              # (P, h, S, dv)
 
 
 def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Tensor:
@@ -82,7 +94,7 @@ def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Te
         q: (B, h, dk, H, W); v: (B, h, dv, H, W); rel: (h, L, dk), L odd.
         axis: "col" (offsets along H) or "row" (offsets along W).
     Returns:
-        (B, h, dv, H, W), possibly a non-contiguous view.
+        (B, h, dv, H, W), a non-contiguous view.
     """
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, but got axis={axis!r}.")
@@ -92,13 +104,13 @@ def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Te
     dv = v.shape[2]
     if axis == "col":
         qs = q.permute(0, 4, 3, 1, 2).reshape(B * W, H, h, dk)   # (B*W, H, h, dk)
-        vs = v.permute(1, 0, 4, 3, 2).reshape(h, B * W, H, dv)   # (h, B*W, H, dv)
-        out = _axial(qs, vs, _absolute_embedding(rel, H))         # (h, B*W, H, dv)
-        return out.view(h, B, W, H, dv).permute(1, 0, 4, 3, 2)    # (B, h, dv, H, W)
+        vs = v.permute(0, 4, 1, 3, 2).reshape(B * W, h, H, dv)   # (B*W, h, H, dv)
+        out = _axial(qs, vs, _absolute_embedding(rel, H))         # (B*W, h, H, dv)
+        return out.view(B, W, h, H, dv).permute(0, 2, 4, 3, 1)    # (B, h, dv, H, W)
     qs = q.permute(0, 3, 4, 1, 2).reshape(B * H, W, h, dk)       # (B*H, W, h, dk)
-    vs = v.permute(1, 0, 3, 4, 2).reshape(h, B * H, W, dv)       # (h, B*H, W, dv)
-    out = _axial(qs, vs, _absolute_embedding(rel, W))             # (h, B*H, W, dv)
-    return out.view(h, B, H, W, dv).permute(1, 0, 4, 2, 3)        # (B, h, dv, H, W)
+    vs = v.permute(0, 3, 1, 4, 2).reshape(B * H, h, W, dv)       # (B*H, h, W, dv)
+    out = _axial(qs, vs, _absolute_embedding(rel, W))             # (B*H, h, W, dv)
+    return out.view(B, H, h, W, dv).permute(0, 2, 4, 1, 3)        # (B, h, dv, H, W)
 
 
 def _pair(max_size: int | tuple[int, int]) -> tuple[int, int]:
