@@ -192,6 +192,19 @@ def breakdown(cfg: NetConfig, input_size: int | tuple[int, int] | None = None) -
     return dict(_breakdown(cfg, _size(input_size) if input_size is not None else cfg.input_size))
 
 
+@functools.lru_cache(maxsize=256)
+def _short_counts(short: NetConfig) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """(MACs, activation bytes, params) by module name of the net of `short` (name-free, so
+    that variants differing only in depths past two share one count)."""
+    from gsa_space.networks import build_net  # networks imports attention; keep this module light
+
+    torch.manual_seed(0)
+    net = build_net(short)
+    macs, act = _count(net, torch.randn(1, short.in_chans, *short.input_size))
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in net.named_modules()}
+    return macs, act, params
+
+
 @functools.lru_cache(maxsize=512)
 def _breakdown(cfg: NetConfig, size: tuple[int, int]) -> dict[str, Complexity]:
     """Exact counts per part, from a copy whose stages hold at most two blocks.
@@ -199,29 +212,22 @@ def _breakdown(cfg: NetConfig, size: tuple[int, int]) -> dict[str, Complexity]:
     Blocks 2..depth of a stage are identical (same channels, stride 1, same map), so each one
     past the second adds exactly what the second costs: a 101-layer net counts like a 26.
     """
-    from gsa_space.networks import build_net  # networks imports attention; keep this module light
-
-    short = replace(cfg, input_size=size, stages=tuple(replace(s, depth=min(s.depth, 2)) for s in cfg.stages))
-    torch.manual_seed(0)
-    net = build_net(short)
-    macs, act = _count(net, torch.randn(1, cfg.in_chans, *size))
-    parts: dict[str, Complexity] = {}
-    for name, module in net.named_children():
-        if name == "stages":
-            continue
-        params = sum(p.numel() for p in module.parameters())
-        parts[name] = Complexity(params, macs.get(name, 0) / 1e9, _under(act, name) / 1e6)
+    stages = tuple(replace(s, depth=min(s.depth, 2)) for s in cfg.stages)
+    macs, act, params = _short_counts(replace(cfg, name="", input_size=size, stages=stages))
+    parts = {
+        name: Complexity(params[name], macs.get(name, 0) / 1e9, _under(act, name) / 1e6)
+        for name in ("stem", "pool", "head")
+    }
     for i, stage in enumerate(cfg.stages):
         prefix, extra = f"stages.{i}", max(stage.depth - 2, 0)
         block = f"{prefix}.1"
-        params = sum(p.numel() for p in net.stages[i].parameters())
-        if extra:
-            params += extra * sum(p.numel() for p in net.stages[i][1].parameters())
-        stage_macs = macs.get(prefix, 0) + extra * macs.get(block, 0)
-        stage_act = _under(act, prefix) + extra * _under(act, block)
-        parts[prefix] = Complexity(params, stage_macs / 1e9, stage_act / 1e6)
+        parts[prefix] = Complexity(
+            params[prefix] + extra * params.get(block, 0),
+            (macs.get(prefix, 0) + extra * macs.get(block, 0)) / 1e9,
+            (_under(act, prefix) + extra * _under(act, block)) / 1e6,
+        )
     order = ["stem"] + [f"stages.{i}" for i in range(len(cfg.stages))] + ["pool", "head"]
-    return {k: parts[k] for k in order if k in parts}
+    return {k: parts[k] for k in order}
 
 
 def _total(parts: dict[str, Complexity]) -> Complexity:
