@@ -25,8 +25,10 @@ def record(ledger: Ledger, trial: Any, result: Mapping[str, Any]) -> None:
     if number is None:
         return
     if result.get(RESTORED):
-        for row in json.loads(result[RESTORED]):
+        rows = json.loads(result[RESTORED])
+        for row in rows:
             ledger.record_epoch(number, row)
+        ledger.set_attrs(number, {"restored_epochs": len(rows)})
     ledger.record_epoch(number, result)
 
 

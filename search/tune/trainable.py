@@ -43,19 +43,19 @@ class GsaTrainable(tune.Trainable):
         self._budget = int(spec.train.epochs)
         self._complexity = dict(config.get("complexity", {}))
         self._ckpt = self._run_dir / "checkpoints" / str(config["trial_key"]) / "last.pt"
-        self._restored: list[dict] = []
+        self._carried: list[dict] = []
         if self._ckpt.exists():
             load_checkpoint(self._trainer, self._ckpt)
-            self._restored = [r.as_dict() for r in self._trainer.history]
+            self._carried = [r.as_dict() for r in self._trainer.history]
 
     def step(self) -> dict:
         from search.train_loop import DivergedError, save_checkpoint
 
         trainer = self._trainer
         result: dict[str, Any] = dict(self._complexity)
-        if self._restored:
-            result["restored_history"] = json.dumps(self._restored)
-            self._restored = []
+        if self._carried:
+            result["restored_history"] = json.dumps(self._carried)
+            self._carried = []
         if trainer.epoch >= self._budget:  # the checkpoint already holds the full budget
             last = trainer.history[-1].as_dict()
         else:
