@@ -16,14 +16,17 @@ $(STAMP): pyproject.toml requirements-lock.txt
 
 install: $(STAMP)
 
+# Each quick start is a new run directory, runs/quickstart-<time>; the command ends by
+# printing where the results and the report are.
 quickstart: install
-	$(BIN)/gsa-nas describe gsa_resnet26_cifar
+	$(BIN)/gsa-nas run quickstart --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: install
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python benchmarks/bench_attention.py
+	$(BIN)/python benchmarks/bench_harness.py
 
 clean:
 	rm -rf $(VENV) runs
