@@ -1,6 +1,6 @@
 """Hand-built run directories following the run-directory contract (DESIGN.md §6, reports brief).
 
-`ablation_run` is a 4-variant x 3-seed ablation with one failed trial; `search_run` a search of
+`build_ablation`: a 4-variant x 3-seed ablation with one failed trial; `build_search`: a search of
 10 trials (complete, pruned, failed, infeasible) with a real SQLite Optuna storage.
 """
 
@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
-import pytest
 import yaml
 
 BUDGET = 4
@@ -145,13 +144,3 @@ def build_search(path: Path, name: str = "search_small", objectives: dict[str, s
     path.mkdir(parents=True, exist_ok=True)
     url = _storage(path, name, objectives)
     return write_run(path, _run_json(name, "search", fields, storage=url, objectives=objectives), rows)
-
-
-@pytest.fixture
-def ablation_run(tmp_path: Path) -> Path:
-    return build_ablation(tmp_path / "quick")
-
-
-@pytest.fixture
-def search_run(tmp_path: Path) -> Path:
-    return build_search(tmp_path / "search_small")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -70,3 +71,21 @@ def test_report_html_renders_in_chromium_ablation(driver, ablation_run):
 
 def test_report_html_renders_in_chromium_search(driver, search_run):
     _check_page(driver, write_report(search_run), n_images=6)
+
+
+def test_require_browser_fails_under_ci_when_missing(monkeypatch, tmp_path):
+    mod = sys.modules[__name__]
+
+    monkeypatch.setattr(mod, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-chromium"):
+        mod._require_browser()
+
+
+def test_require_browser_skips_locally_when_missing(monkeypatch, tmp_path):
+    mod = sys.modules[__name__]
+
+    monkeypatch.setattr(mod, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium"):
+        mod._require_browser()

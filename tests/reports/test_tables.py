@@ -12,6 +12,7 @@ from reports import (ablation_table, compute_ledger, error_edf, excluded_trials,
                      pareto_front)
 from reports import columns as C
 from reports.stats import paired_delta_ci, unpaired_delta_ci
+from rundirs import build_search
 
 
 def _trials(rows: list[tuple]) -> pd.DataFrame:
@@ -191,8 +192,6 @@ def test_excluded_trials_lists_non_complete_with_reason(ablation_trials):
 
 
 def test_param_importance_one_column_per_objective(tmp_path):
-    from conftest import build_search
-
     run = build_search(tmp_path / "mo", name="mo", objectives={"val_acc": "max", "gmacs": "min"})
     frame = param_importance(f"sqlite:///{run / 'optuna.db'}", "mo", objective_names=["val_acc", "gmacs"])
     assert list(frame.columns) == ["val_acc", "gmacs"]

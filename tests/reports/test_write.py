@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from reports import ReportError, write_comparison, write_report
+from rundirs import build_ablation, build_search
 
 ABLATION_FIGURES = ["ablation_bars.png", "acc_vs_gmacs.png", "acc_vs_params.png", "edf_variant.png",
                     "learning_curves.png"]
@@ -99,8 +100,6 @@ def test_write_report_half_written_raises(ablation_run):
 
 
 def test_write_comparison_concatenates_runs(tmp_path, ablation_run):
-    from conftest import build_ablation
-
     other = build_ablation(tmp_path / "quick2", name="quick2")
     path = write_comparison([ablation_run, other], out=tmp_path / "cmp")
     assert path == tmp_path / "cmp" / "report.html"
@@ -145,8 +144,6 @@ def test_cli_report_missing_dir_exits_2(tmp_path):
 
 
 def test_write_report_multi_objective_search(tmp_path):
-    from conftest import build_search
-
     run = build_search(tmp_path / "mo", name="mo", objectives={"val_acc": "max", "gmacs": "min"})
     write_report(run)
     importance = pd.read_csv(run / "tables" / "importance.csv")
