@@ -13,7 +13,6 @@ from search.study import (StudyError, TrainConfig, load_study, planned_trials, r
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
-CIFAR_ROOT_MISSING = not (Path.home() / "data").exists()
 
 SMALL = """
 name: small
@@ -49,11 +48,27 @@ def test_load_study_shipped_digits_study_loads(name: str) -> None:
     assert study.source == str(REPO / "studies" / f"{name}.yaml")
 
 
-@pytest.mark.skipif(not CIFAR_ROOT_MISSING, reason="~/data exists here, so the CIFAR root may be present")
 @pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" in n])
-def test_load_study_shipped_cifar_study_without_data_names_root(name: str) -> None:
-    with pytest.raises(StudyError, match=r"studies/" + name + r"\.yaml: data\.root: '~/data/cifar-100-python'"):
+def test_load_study_shipped_cifar_study_without_data_names_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                name: str) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(StudyError, match=r"studies/" + name + r"\.yaml: data\.root: '~/data/cifar-100-python' "
+                                         r"\(= .*/data/cifar-100-python\) is not an existing directory"):
         load_study(name)
+
+
+def test_load_study_cifar_root_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = tmp_path / "data" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for f in ("train", "test", "meta"):
+        (folder / f).write_bytes(b"")
+    assert load_study("ablation_extent_cifar100").data.root == str(folder)
+
+
+def test_load_study_cifar_root_without_archive_files(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match=r"data\.root: '.*': .*/train: missing file of the cifar100 archive"):
+        load_study("ablation_stages_cifar100", {"data.root": str(tmp_path)})
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" in n])
