@@ -7,7 +7,6 @@ faintly in the learning curves. The baseline (by name, or by its params/gmacs) i
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
