@@ -168,3 +168,10 @@ def test_cli_compare_writes_one_report(tmp_path, ablation_run, search_run):
     leaderboard = pd.read_csv(tmp_path / "cmp" / "tables" / "leaderboard.csv")
     assert sorted(set(leaderboard["run"])) == ["quick", "search_small"]
     assert len(leaderboard) == 11 + 6
+
+
+def test_reports_imports_neither_search_nor_ray():
+    code = ("import sys, reports; reports.write_report; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'search', 'ray'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stderr
