@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gsa_space.attention import GlobalSelfAttention
 from gsa_space.config import NetConfig, StageConfig
+from gsa_space.space import validate
 from gsa_space.variants import build_config
 
 Size = tuple[int, int]
@@ -140,8 +141,8 @@ class ResNet(nn.Module):
 
 
 def build_net(cfg: NetConfig, *, zero_init_last: bool = True) -> ResNet:
-    """The network of a (validated) config."""
-    return ResNet(cfg, zero_init_last=zero_init_last)
+    """The network of `cfg`, validated again here (a config may be built by hand)."""
+    return ResNet(validate(cfg), zero_init_last=zero_init_last)
 
 
 def create_net(

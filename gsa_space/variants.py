@@ -23,7 +23,9 @@ IMAGENET_DEPTHS: dict[int, tuple[int, int, int, int]] = {
 WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 STRIDES: tuple[int, ...] = (1, 2, 2, 2)
 # 8 heads everywhere; the key width grows with the stage so that heads * dim_key = width / 2
-# at the two deep stages, and no GSA module is larger or costlier than the 3x3 conv it replaces.
+# from stage 2 on (= width at stage 1, where d_k = 8 is the floor). Every GSA module then has
+# fewer params than the 3x3 conv it replaces, and every GSA net fewer params and MACs than its
+# conv twin (a strided first block costs more: GSA runs before the pool, the conv strides).
 HEADS: tuple[int, ...] = (8, 8, 8, 8)
 DIM_KEYS: tuple[int, ...] = (8, 8, 16, 32)
 
