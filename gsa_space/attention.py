@@ -29,12 +29,30 @@ def content_attention(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool = Fal
     B, h, dk, H, W = q.shape
     dv = v.shape[2]
     keys = k.reshape(B, h, dk, H * W).softmax(dim=-1)            # (B, h, dk, N)
-    context = torch.matmul(keys, v.reshape(B, h, dv, H * W).transpose(-1, -2))  # (B, h, dk, dv)
+    context = torch.matmul(v.reshape(B, h, dv, H * W), keys.transpose(-1, -2))  # (B, h, dv, dk)
     queries = q.reshape(B, h, dk, H * W)                          # (B, h, dk, N)
     if query_norm:
         queries = queries.softmax(dim=2)                          # (B, h, dk, N)
-    out = torch.matmul(context.transpose(-1, -2), queries)        # (B, h, dv, N)
+    out = torch.matmul(context, queries)                          # (B, h, dv, N)
     return out.view(B, h, dv, H, W)
+
+
+def _content_channels_last(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool) -> Tensor:
+    """`content_attention` on channels-last maps; q, k: (B, N, h, dk); v: (B, N, h, dv).
+
+    Returns (B, h, dv, N), i.e. NCHW: the second product is taken transposed so that no
+    output transposition is needed.
+    """
+    B, N, h, dk = q.shape
+    dv = v.shape[-1]
+    keys = k.softmax(dim=1).transpose(1, 2).reshape(B * h, N, dk)  # (B*h, N, dk), softmax over N
+    values = v.transpose(1, 2).reshape(B * h, N, dv)               # (B*h, N, dv)
+    queries = q.transpose(1, 2).reshape(B * h, N, dk)              # (B*h, N, dk)
+    if query_norm:
+        queries = queries.softmax(dim=-1)                          # (B*h, N, dk)
+    context = torch.bmm(values.transpose(1, 2), keys)              # (B*h, dv, dk)
+    out = torch.bmm(context, queries.transpose(1, 2))              # (B*h, dv, N)
+    return out.view(B, h, dv, N)
 
 
 def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
@@ -52,36 +70,68 @@ def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
     return padded[:, offset].permute(1, 0, 3, 2)                  # (S, h, dk, S')
 
 
-# Logits elements per chunk of the batched axis: a chunk's (h, S, S) logits stay cache-sized,
-# and no temporary reaches the allocator's mmap threshold (fresh pages fault on every call).
-_CHUNK_ELEMENTS = 1 << 19
+# Logits elements per chunk of whole images: a chunk's logits stay near cache size, and no
+# temporary reaches the allocator's mmap threshold (32 MiB), whose fresh pages fault on every call.
+_CHUNK_ELEMENTS = 1 << 21
 
 
 def _axial(q: Tensor, v: Tensor, emb: Tensor) -> Tensor:
-    """The 1-D relative step on the axis of length S, batched over P other positions.
+    """The 1-D relative step on an axis of length S, batched over P positions and h heads.
 
     Args:
-        q: (P, S, h, dk), contiguous; v: (P, h, S, dv), contiguous; emb: (S, h, dk, S).
+        q: (P, S, h, dk), contiguous; v: (P*h, S, dv), contiguous; emb: (S*h, dk, S).
     Returns:
-        (P, h, S, dv): out[p, j, a] = sum_a' (q[p, a, j] . emb[a, j, :, a']) * v[p, j, a'].
+        (P*h, dv, S) if S > dv else (P*h, S, dv), with
+        out[p*h + j, a, :] = sum_a' (q[p, a, j] . emb[a*h + j, :, a']) * v[p*h + j, a', :].
 
-    Per chunk of P: one bmm batched over (a, j) (the embedding depends on a) gives the logits,
-    one transposing copy makes them (p, j)-major, one bmm batched over (p, j) applies them.
+    One bmm batched over (a, j) (the embedding depends on a) gives the logits; one transposing
+    copy makes them (p, j)-major; one bmm batched over (p, j) applies them. For tiny matrices
+    the transposed product (v^T . logits^T) runs about twice as fast when S > dv.
     """
     P, S, h, dk = q.shape
+    queries = q.reshape(P, S * h, dk).transpose(0, 1)                # (S*h, P, dk), a view
+    logits = torch.bmm(queries, emb)                                  # (S*h, P, S')
+    logits = logits.view(S, h, P, S).permute(2, 1, 0, 3)             # (P, h, S, S'), a view
+    logits = logits.reshape(P * h, S, S)                              # (P*h, S, S'), a copy
+    if S > v.shape[-1]:
+        return torch.bmm(v.transpose(1, 2), logits.transpose(1, 2))  # (P*h, dv, S)
+    return torch.bmm(logits, v)                                       # (P*h, S, dv)
+
+
+def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
+    """`relative_attention_1d` on channels-last maps, in chunks of whole images.
+
+    Args:
+        q: (B, H, W, h, dk); v: (B, H, W, h, dv) (any strides; contiguous is fastest).
+        channels_last_out: return (B, H, W, h, dv) if True, else (B, h, dv, H, W); contiguous.
+    """
+    B, H, W, h, dk = q.shape
     dv = v.shape[-1]
-    emb = emb.reshape(S * h, dk, S)                                     # (S*h, dk, S')
-    step = max(1, _CHUNK_ELEMENTS // (h * S * S))
+    S, other = (H, W) if axis == "col" else (W, H)
+    emb = _absolute_embedding(rel, S).reshape(S * h, dk, S)          # (S*h, dk, S')
+    images = max(1, _CHUNK_ELEMENTS // (h * S * S * other))
     outs = []
-    for q_chunk, v_chunk in zip(q.split(step), v.split(step)):
-        n = q_chunk.shape[0]
-        queries = q_chunk.reshape(n, S * h, dk).transpose(0, 1)        # (S*h, n, dk), a view
-        logits = torch.bmm(queries, emb)                                # (S*h, n, S')
-        logits = logits.view(S, h, n, S).permute(2, 1, 0, 3)           # (n, h, S, S'), a view
-        logits = logits.reshape(n * h, S, S)                            # (n*h, S, S'), a copy
-        out = torch.bmm(logits, v_chunk.reshape(n * h, S, dv))          # (n*h, S, dv)
-        outs.append(out.view(n, h, S, dv))
-    return outs[0] if len(outs) == 1 else torch.cat(outs)              # (P, h, S, dv)
+    for q_part, v_part in zip(q.split(images), v.split(images)):
+        n = q_part.shape[0]
+        if axis == "col":
+            qs = q_part.transpose(1, 2).reshape(n * W, H, h, dk)            # (n*W, H, h, dk)
+            vs = v_part.permute(0, 2, 3, 1, 4).reshape(n * W * h, H, dv)    # (n*W*h, H, dv)
+        else:
+            qs = q_part.reshape(n * H, W, h, dk)                            # (n*H, W, h, dk)
+            vs = v_part.permute(0, 1, 3, 2, 4).reshape(n * H * h, W, dv)    # (n*H*h, W, dv)
+        out = _axial(qs, vs, emb)                                     # (n*other*h, dv|S, S|dv)
+        if S > dv:
+            out = out.view(n, other, h, dv, S)                        # (n, other, h, dv, S)
+            perm = (0, 4, 1, 2, 3) if channels_last_out else (0, 2, 3, 4, 1)
+            if axis == "row":
+                perm = (0, 1, 4, 2, 3) if channels_last_out else (0, 2, 3, 1, 4)
+        else:
+            out = out.view(n, other, h, S, dv)                        # (n, other, h, S, dv)
+            perm = (0, 3, 1, 2, 4) if channels_last_out else (0, 2, 4, 3, 1)
+            if axis == "row":
+                perm = (0, 1, 3, 2, 4) if channels_last_out else (0, 2, 4, 1, 3)
+        outs.append(out.permute(perm))                                # (n, H, W, h, dv) | (n, h, dv, H, W)
+    return torch.cat(outs)                                            # one copy: cat and transpose
 
 
 def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Tensor:
@@ -89,28 +139,20 @@ def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Te
 
     col: out[..., a, b] = sum_o (q[..., :, a, b] . rel[h, o + c]) * v[..., :, a + o, b];
     row: the same with the offset on the W axis. c = (L - 1) / 2; any odd L is valid.
+    Only the offsets that land inside the map are computed (logits of S x S per axis).
 
     Args:
         q: (B, h, dk, H, W); v: (B, h, dv, H, W); rel: (h, L, dk), L odd.
         axis: "col" (offsets along H) or "row" (offsets along W).
     Returns:
-        (B, h, dv, H, W), a non-contiguous view.
+        (B, h, dv, H, W), contiguous.
     """
     if axis not in AXES:
         raise ValueError(f"axis must be one of {AXES}, but got axis={axis!r}.")
     if rel.shape[1] % 2 != 1:
         raise ValueError(f"rel must have an odd length L (offsets -(L-1)/2..(L-1)/2), but got L={rel.shape[1]}.")
-    B, h, dk, H, W = q.shape
-    dv = v.shape[2]
-    if axis == "col":
-        qs = q.permute(0, 4, 3, 1, 2).reshape(B * W, H, h, dk)   # (B*W, H, h, dk)
-        vs = v.permute(0, 4, 1, 3, 2).reshape(B * W, h, H, dv)   # (B*W, h, H, dv)
-        out = _axial(qs, vs, _absolute_embedding(rel, H))         # (B*W, h, H, dv)
-        return out.view(B, W, h, H, dv).permute(0, 2, 4, 3, 1)    # (B, h, dv, H, W)
-    qs = q.permute(0, 3, 4, 1, 2).reshape(B * H, W, h, dk)       # (B*H, W, h, dk)
-    vs = v.permute(0, 3, 1, 4, 2).reshape(B * H, h, W, dv)       # (B*H, h, W, dv)
-    out = _axial(qs, vs, _absolute_embedding(rel, W))             # (B*H, h, W, dv)
-    return out.view(B, H, h, W, dv).permute(0, 2, 4, 1, 3)        # (B, h, dv, H, W)
+    q_cl, v_cl = q.permute(0, 3, 4, 1, 2), v.permute(0, 3, 4, 1, 2)  # (B, H, W, h, dk|dv), views
+    return _relative_channels_last(q_cl, v_cl, rel, axis, channels_last_out=False)
 
 
 def _pair(max_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -177,28 +219,38 @@ class GlobalSelfAttention(nn.Module):
             )
 
     def _positional(self, q: Tensor, v: Tensor) -> Tensor:
-        """Column step, BatchNorm, row step (or row first); q: (B, h, dk, H, W) -> (B, h, dv, H, W)."""
-        B, h, dv, H, W = v.shape
+        """First axial step, BatchNorm, second step; q, v: (B, H, W, h, dk|dv) -> (B, h, dv, H, W)."""
+        B, H, W, h, dv = v.shape
         steps = [("col", self.rel_col), ("row", self.rel_row)]
         if self.axial_order == "row_col":
             steps.reverse()
         (axis1, rel1), (axis2, rel2) = steps
-        y = relative_attention_1d(q, v, rel1, axis=axis1)                 # (B, h, dv, H, W)
-        y = self.norm(y.reshape(B, h * dv, H, W)).view(B, h, dv, H, W)    # (B, h, dv, H, W)
-        return relative_attention_1d(q, y, rel2, axis=axis2)              # (B, h, dv, H, W)
+        y = _relative_channels_last(q, v, rel1, axis1, channels_last_out=True)  # (B, H, W, h, dv)
+        y = self.norm(y.view(B, H, W, h * dv).permute(0, 3, 1, 2))              # (B, C, H, W), NHWC memory
+        y = y.permute(0, 2, 3, 1).reshape(B, H, W, h, dv)                       # (B, H, W, h, dv)
+        return _relative_channels_last(q, y, rel2, axis2, channels_last_out=False)  # (B, h, dv, H, W)
 
     def forward(self, x: Tensor) -> Tensor:
-        B, _, H, W = x.shape
+        B, C_in, H, W = x.shape
         self._check_size(H, W)
         h, dk, dv = self.heads, self.dim_key, self.dim_value
-        q = self.to_q(x).view(B, h, dk, H, W)                             # (B, h, dk, H, W)
-        v = self.to_v(x).view(B, h, dv, H, W)                             # (B, h, dv, H, W)
+        # 1x1 convolutions as matmuls on one channels-last copy of x: the attention steps read
+        # channels-last maps, whose layout changes copy contiguous runs of channels.
+        pixels = x.permute(0, 2, 3, 1).reshape(B * H * W, C_in)                  # (B*H*W, C_in)
+        project = lambda conv: F.linear(pixels, conv.weight.flatten(1))          # noqa: E731
+        q = project(self.to_q).view(B, H, W, h, dk)                              # (B, H, W, h, dk)
+        v = project(self.to_v).view(B, H, W, h, dv)                              # (B, H, W, h, dv)
         out = None
         if self.content:
-            k = self.to_k(x).view(B, h, dk, H, W)                         # (B, h, dk, H, W)
-            out = content_attention(q, k, v, query_norm=self.query_norm)  # (B, h, dv, H, W)
+            k = project(self.to_k).view(B, H * W, h, dk)                         # (B, N, h, dk)
+            out = _content_channels_last(q.view(B, H * W, h, dk), k, v.view(B, H * W, h, dv),
+                                         query_norm=self.query_norm).view(B, h, dv, H, W)
         if self.positional:
-            pos = self._positional(q, v)                                  # (B, h, dv, H, W)
+            pos = self._positional(q, v)                                         # (B, h, dv, H, W)
             out = pos if out is None else out + pos
-        out = out.reshape(B, self.out_channels, H, W)                     # (B, C_out, H, W)
-        return out if self.proj is None else self.proj(out)
+        out = out.view(B, self.out_channels, H, W)                               # (B, C_out, H, W)
+        if self.proj is None:
+            return out
+        weight = self.proj.weight.flatten(1)                                     # (C_out, C_out)
+        out = torch.matmul(weight, out.view(B, self.out_channels, H * W))        # (B, C_out, N)
+        return (out + self.proj.bias[:, None]).view(B, self.out_channels, H, W)
