@@ -40,15 +40,15 @@ def space_fields(study: Any) -> list[str]:
 
 
 def spec_value(spec: Any, key: str, model_variant: str) -> Any:
-    """The value of dotted `key` in a built trial (`gsa.X`: the first GSA stage's, else stage 1's)."""
+    """The value of dotted `key` in a built trial (`gsa.X`: the first GSA stage's; None without one)."""
     net, parts = spec.net, key.split(".")
     if key == "model.variant":
         return model_variant
     if parts[0] == "train" and len(parts) == 2:
         return getattr(spec.train, parts[1])
     if parts[0] == "gsa" and len(parts) == 2:
-        stages = [s for s in net.stages if s.op == "gsa"] or list(net.stages)
-        return getattr(stages[0], parts[1])
+        stages = [s for s in net.stages if s.op == "gsa"]
+        return getattr(stages[0], parts[1]) if stages else None  # a conv net has no GSA setting
     if parts[0] == "stages" and len(parts) == 3:
         return getattr(net.stages[int(parts[1]) - 1], parts[2])
     if key == "depths":

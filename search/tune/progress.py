@@ -71,19 +71,20 @@ class ProgressLine(Callback):
         self._stream = stream  # None: sys.stdout at print time (Tune pickles callbacks)
         self._last = 0.0
 
-    def _print(self, trials: list, force: bool) -> None:
+    def _print(self, trials: list, force: bool, ending: Any = None) -> None:
         now = time.monotonic()
         if not force and now - self._last < self._every:
             return
         self._last = now
-        running = sum(1 for t in trials if t.status == "RUNNING")
+        # Tune calls the end hooks while the ending trial still reads RUNNING.
+        running = sum(1 for t in trials if t.status == "RUNNING" and t is not ending)
         print(progress_line(self._name, self._tally, running, now), file=self._stream or sys.stdout, flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._print(trials, force=False)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(trials, force=True)
+        self._print(trials, force=True, ending=trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(trials, force=True)
+        self._print(trials, force=True, ending=trial)

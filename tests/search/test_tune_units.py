@@ -195,3 +195,24 @@ def test_progress_line_counts_best_and_eta():
 
 def test_fmt_seconds_units():
     assert (fmt_seconds(5), fmt_seconds(75), fmt_seconds(3700)) == ("5s", "1m15s", "1h01m")
+
+
+def test_progress_line_trial_end_does_not_count_the_ending_trial_as_running():
+    import io
+    from types import SimpleNamespace
+
+    from search.tune.progress import ProgressLine
+
+    stream = io.StringIO()
+    tally = Tally(planned=2)
+    ending, other = SimpleNamespace(status="RUNNING"), SimpleNamespace(status="RUNNING")
+    ProgressLine("demo", tally, stream=stream).on_trial_complete(1, [ending, other], ending)
+    assert "| 1 running |" in stream.getvalue()
+
+
+def test_spec_value_gsa_field_of_a_conv_net_is_none():
+    from search.results import spec_value
+    from search.study import load_study, resolve_trial
+
+    spec = resolve_trial(load_study("quickstart"), variant="conv", seed=0, params={})
+    assert [spec_value(spec, k, "resnet_tiny") for k in ("gsa.positional", "gsa.content")] == [None, None]
