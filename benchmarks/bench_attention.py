@@ -97,8 +97,13 @@ def summarise(results: dict[str, dict[str, list[float]]]) -> dict[str, object]:
     rows, vs_conv, vs_conv_proj, peer_vs_gsa = {}, [], [], []
     for shape, times in results.items():
         med = {name: statistics.median(t) for name, t in times.items()}
+        paired = {  # ratio within each repetition: robust to load that drifts between reps
+            "gsa_vs_conv": [g / c for g, c in zip(times["gsa"], times["conv3x3"])],
+            "peer_vs_gsa": [p / g for p, g in zip(times["gsa_pytorch"], times["gsa"])],
+        }
         rows[shape] = {
             "median_ms": med,
+            "median_paired_ratio": {k: statistics.median(v) for k, v in paired.items()},
             "gsa_vs_conv": med["gsa"] / med["conv3x3"],
             "gsa_out_proj_vs_conv": med["gsa_out_proj"] / med["conv3x3"],
             "peer_vs_gsa": med["gsa_pytorch"] / med["gsa"],
@@ -131,6 +136,9 @@ def print_table(report: dict[str, object]) -> None:
     s = report["summary"]
     print(f"{'geomean':>9} " + " " * 67 + f" {s['gsa_vs_conv_geomean']:>9.2f} "
           f"{s['gsa_out_proj_vs_conv_geomean']:>14.2f} {s['peer_vs_gsa_geomean']:>9.2f}")
+    paired = {shape: row["median_paired_ratio"] for shape, row in report["shapes"].items()}
+    print("median of per-repetition ratios: " + ", ".join(
+        f"{shape} gsa/conv {r['gsa_vs_conv']:.2f} peer/gsa {r['peer_vs_gsa']:.2f}" for shape, r in paired.items()))
     for name, ok in report["targets_met"].items():
         print(f"target {name} ({report['targets'][name]}): {'met' if ok else 'MISSED'}")
 
@@ -144,13 +152,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     results = {f"{C}x{H}": bench_shape(C, H, args.batch, args.reps, args.warmup) for C, H in SHAPES}
     report = summarise(results)
     report.update(
         config={"batch": args.batch, "reps": args.reps, "warmup": args.warmup, "heads": HEADS,
                 "dim_key": DIM_KEY, "timing": "forward+backward, median of interleaved reps"},
         env={"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_model(),
-             "cpu_count": os.cpu_count(), "python": platform.python_version()},
+             "cpu_count": os.cpu_count(), "python": platform.python_version(),
+             "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         times_ms=results,
     )
     print_table(report)

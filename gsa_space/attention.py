@@ -60,6 +60,8 @@ def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
 
     c = (L - 1) / 2; offsets outside the window get a zero vector. Only offsets that land in
     the map (|a' - a| < size) are built, so a long window is cut to its central 2 * size - 1.
+    A window shorter than the map gives a banded matrix: its zeros are multiplied like any
+    other entry (and fvcore counts them), so a local extent costs what a global one does.
     The gather reads the small parameter, never the activations.
     """
     h, L, dk = rel.shape

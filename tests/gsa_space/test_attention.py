@@ -250,3 +250,28 @@ def test_relative_attention_1d_chunked_matches_loop_reference(axis, monkeypatch)
     ref_grads = grads(lambda: ref_relative(q, v, rel, axis), [q, v, rel], seed_out)
     for g_fast, g_ref in zip(fast_grads, ref_grads):
         torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("axial_order", ["col_row", "row_col"])
+def test_global_self_attention_chunked_matches_loop_reference(axial_order, monkeypatch):
+    import gsa_space.attention as attention
+
+    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 2 * 5 * 5 * 4)  # one image per chunk
+    torch.manual_seed(1)
+    m = GlobalSelfAttention(4, 6, heads=2, dim_key=3, axial_order=axial_order, max_size=(4, 5)).double()
+    x = torch.randn(3, 4, 4, 5, dtype=torch.float64, requires_grad=True)
+    seed_out = torch.randn(3, 6, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(x), ref_module(m, x), rtol=0, atol=1e-9)
+    params = [x] + list(m.parameters())
+    for g_fast, g_ref in zip(grads(lambda: m(x), params, seed_out), grads(lambda: ref_module(m, x), params, seed_out)):
+        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+
+
+def test_global_self_attention_float32_matches_float64():
+    torch.manual_seed(2)
+    m = GlobalSelfAttention(16, 16, heads=4, dim_key=4, max_size=12)
+    x = torch.randn(2, 16, 12, 9)
+    out32 = m(x)
+    out64 = m.double()(x.double())
+    err = (out32.detach().double() - out64.detach()).abs().max() / out64.detach().abs().max()
+    assert float(err) < 1e-5
