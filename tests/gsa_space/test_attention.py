@@ -93,6 +93,7 @@ REL_CASES = [  # (B, h, dk, dv, H, W, L)
     (2, 2, 4, 3, 4, 6, 11),   # L = 2 * max(H, W) - 1, non-square
     (1, 2, 3, 2, 3, 5, 15),   # L larger than the map
     (1, 1, 2, 3, 1, 6, 1),    # single offset, one-pixel axis
+    (2, 2, 3, 4, 5, 3, 5),    # dv >= W: the untransposed apply on the row axis
 ]
 
 
@@ -162,13 +163,16 @@ MODULE_CASES = [  # kwargs, input (B, C_in, H, W)
     (dict(heads=2, dim_key=2, content=False, extent=5), (2, 4, 4, 4)),
     (dict(heads=2, dim_key=2, positional=False, query_norm=True), (2, 4, 4, 3)),
     (dict(heads=2, dim_key=2, out_proj=True, query_norm=True, max_size=4), (2, 4, 4, 4)),
+    (dict(heads=2, dim_key=2, max_size=5, out_channels=16), (2, 4, 3, 5)),  # dv = 8 > H, W
+    (dict(heads=2, dim_key=2, max_size=5, out_channels=16, axial_order="row_col"), (2, 4, 3, 5)),
 ]
 
 
 @pytest.mark.parametrize("kwargs, shape", MODULE_CASES)
 def test_global_self_attention_matches_loop_reference(kwargs, shape):
     torch.manual_seed(0)
-    out_channels = 16 if kwargs["heads"] == 8 else 6
+    kwargs = dict(kwargs)
+    out_channels = kwargs.pop("out_channels", 16 if kwargs["heads"] == 8 else 6)
     m = GlobalSelfAttention(shape[1], out_channels, **kwargs).double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     seed_out = torch.randn(shape[0], out_channels, *shape[2:], dtype=torch.float64)
