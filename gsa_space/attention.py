@@ -77,25 +77,24 @@ def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
 _CHUNK_ELEMENTS = 1 << 21
 
 
-def _axial(q: Tensor, v: Tensor, emb: Tensor) -> Tensor:
+def _axial(q: Tensor, v: Tensor, emb: Tensor, *, transposed: bool) -> Tensor:
     """The 1-D relative step on an axis of length S, batched over P positions and h heads.
 
     Args:
         q: (P, S, h, dk), contiguous; v: (P*h, S, dv), contiguous; emb: (S*h, dk, S).
+        transposed: return out^T per (p, j), i.e. (P*h, dv, S), instead of (P*h, S, dv).
     Returns:
-        (P*h, dv, S) if S > dv else (P*h, S, dv), with
         out[p*h + j, a, :] = sum_a' (q[p, a, j] . emb[a*h + j, :, a']) * v[p*h + j, a', :].
 
     One bmm batched over (a, j) (the embedding depends on a) gives the logits; one transposing
-    copy makes them (p, j)-major; one bmm batched over (p, j) applies them. For tiny matrices
-    the transposed product (v^T . logits^T) runs about twice as fast when S > dv.
+    copy makes them (p, j)-major; one bmm batched over (p, j) applies them.
     """
     P, S, h, dk = q.shape
     queries = q.reshape(P, S * h, dk).transpose(0, 1)                # (S*h, P, dk), a view
     logits = torch.bmm(queries, emb)                                  # (S*h, P, S')
     logits = logits.view(S, h, P, S).permute(2, 1, 0, 3)             # (P, h, S, S'), a view
     logits = logits.reshape(P * h, S, S)                              # (P*h, S, S'), a copy
-    if S > v.shape[-1]:
+    if transposed:
         return torch.bmm(v.transpose(1, 2), logits.transpose(1, 2))  # (P*h, dv, S)
     return torch.bmm(logits, v)                                       # (P*h, S, dv)
 
@@ -112,6 +111,9 @@ def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, cha
     S, other = (H, W) if axis == "col" else (W, H)
     emb = _absolute_embedding(rel, S).reshape(S * h, dk, S)          # (S*h, dk, S')
     images = max(1, _CHUNK_ELEMENTS // (h * S * S * other))
+    # Measured on CPU: for tiny (S x S) @ (S x dv) matrices the transposed product runs about
+    # twice as fast when S > dv, but its (dv, S) output makes the channels-last cat scatter.
+    transposed = S > dv and not channels_last_out
     outs = []
     for q_part, v_part in zip(q.split(images), v.split(images)):
         n = q_part.shape[0]
@@ -121,12 +123,10 @@ def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, cha
         else:
             qs = q_part.reshape(n * H, W, h, dk)                            # (n*H, W, h, dk)
             vs = v_part.permute(0, 1, 3, 2, 4).reshape(n * H * h, W, dv)    # (n*H*h, W, dv)
-        out = _axial(qs, vs, emb)                                     # (n*other*h, dv|S, S|dv)
-        if S > dv:
+        out = _axial(qs, vs, emb, transposed=transposed)              # (n*other*h, dv|S, S|dv)
+        if transposed:  # only for the NCHW output
             out = out.view(n, other, h, dv, S)                        # (n, other, h, dv, S)
-            perm = (0, 4, 1, 2, 3) if channels_last_out else (0, 2, 3, 4, 1)
-            if axis == "row":
-                perm = (0, 1, 4, 2, 3) if channels_last_out else (0, 2, 3, 1, 4)
+            perm = (0, 2, 3, 4, 1) if axis == "col" else (0, 2, 3, 1, 4)
         else:
             out = out.view(n, other, h, S, dv)                        # (n, other, h, S, dv)
             perm = (0, 3, 1, 2, 4) if channels_last_out else (0, 2, 4, 3, 1)
