@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gsa_space.config import AXIAL_ORDERS
+
 __all__ = ["GlobalSelfAttention", "content_attention", "relative_attention_1d"]
 
 AXES: tuple[str, ...] = ("col", "row")
-AXIAL_ORDERS: tuple[str, ...] = ("col_row", "row_col")
 
 
 def content_attention(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool = False) -> Tensor:
