@@ -1,5 +1,6 @@
 """The GSA model family and its design space: pure PyTorch (+ fvcore), no Ray, no Optuna."""
 
+from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
 from gsa_space.complexity import Complexity, complexity
 from gsa_space.config import NetConfig, StageConfig, apply_overrides
 from gsa_space.networks import build_net, create_net
@@ -7,7 +8,7 @@ from gsa_space.space import DESIGN_SPACE, Choice, Dimension, FloatRange, IntRang
 from gsa_space.variants import build_config, conv_counterpart, list_variants
 
 __all__ = [
-    "DESIGN_SPACE", "Choice", "Complexity", "Dimension", "FloatRange", "IntRange", "NetConfig",
+    "DESIGN_SPACE", "Choice", "Complexity", "Dimension", "FloatRange", "GlobalSelfAttention", "IntRange", "NetConfig",
     "StageConfig", "apply_overrides", "build_config", "build_net", "complexity", "conv_counterpart",
-    "create_net", "list_variants", "sample", "validate",
+    "content_attention", "create_net", "list_variants", "relative_attention_1d", "sample", "validate",
 ]

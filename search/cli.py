@@ -1,7 +1,7 @@
-"""The `gsa-nas` command line: thin wiring from arguments to the packages.
+"""gsa-nas: search and ablation studies of Global Self-Attention (GSA) image networks.
 
-Every user error (bad study file, unknown variant, missing data or run directory)
-surfaces as one line on stderr and exit code 2; no traceback.
+Thin wiring from arguments to the packages. Every user error (bad study file, unknown
+variant, missing data or run directory) surfaces as one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Sequence
 
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError)
 EXIT_USAGE = 2
+SET_HELP = ("override a study key, repeatable; values are YAML: train.epochs=5, num_samples=8, "
+            "'seeds=[0, 1]', pruner.name=asha")
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, object]:
@@ -78,21 +80,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gsa-nas", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gsa-nas", description=__doc__.splitlines()[0],
+        epilog="Quick start: gsa-nas run quickstart; then open runs/quickstart/report.html.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("variants", help="list the network variants with params and MACs")
     p.set_defaults(func=_cmd_variants)
 
     p = sub.add_parser("describe", help="per-stage table of a variant against its conv counterpart")
-    p.add_argument("name")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("name", help="a variant name (gsa-nas variants lists them)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="network override, repeatable: gsa.heads=4, stages.2.extent=3, width_mult=0.5")
     p.add_argument("--input-size", type=int, default=None)
     p.set_defaults(func=_cmd_describe)
 
     p = sub.add_parser("validate", help="load a study, print the plan; trains nothing")
     p.add_argument("study", help="a study file, or the name of one in studies/")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run a study (or --resume RUN_DIR)")
@@ -101,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="parent directory of run directories")
     p.add_argument("--address", default=None, help="an existing Ray cluster to join")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run dir)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     p.set_defaults(func=_cmd_run)
