@@ -17,13 +17,6 @@ from gsa_space.networks import build_net, create_net
 from gsa_space.variants import build_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class _Softmax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:

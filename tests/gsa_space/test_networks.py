@@ -16,14 +16,6 @@ from gsa_space.variants import build_config, conv_counterpart, list_variants
 SMALL_SIZE = {"imagenet": 32, "cifar": 16, "tiny": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Batch-2 passes on tiny maps: extra intra-op threads only spin on a busy machine (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _forward_backward(net: ResNet, size: tuple[int, int], batch: int = 2) -> torch.Tensor:
     cfg = net.cfg
