@@ -61,8 +61,8 @@ def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
 
     c = (L - 1) / 2; offsets outside the window get a zero vector. Only offsets that land in
     the map (|a' - a| < size) are built, so a long window is cut to its central 2 * size - 1.
-    A window shorter than the map gives a banded matrix: its zeros are multiplied like any
-    other entry (and fvcore counts them), so a local extent costs what a global one does.
+    A window with S <= L < 2 * S - 1 gives a banded matrix whose zeros are multiplied like any
+    other entry (and fvcore counts them); shorter windows take `_relative_windowed` instead.
     The gather reads the small parameter, never the activations.
     """
     h, L, dk = rel.shape
@@ -100,16 +100,48 @@ def _axial(q: Tensor, v: Tensor, emb: Tensor, *, transposed: bool) -> Tensor:
     return torch.bmm(logits, v)                                       # (P*h, S, dv)
 
 
+def _relative_windowed(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
+    """The 1-D relative step for a window shorter than the axis (L < S): cost linear in L.
+
+    Logits only for the L offsets (border ones included; their values are never read), then
+    the apply as one multiply-add per offset of v shifted along the axis, over the pixels whose
+    shifted partner is inside the map; so the MACs are about S * L * (dk + dv) per line and head.
+
+    Args:
+        q: (B, H, W, h, dk); v: (B, H, W, h, dv); any strides.
+        channels_last_out: return (B, H, W, h, dv) if True, else (B, h, dv, H, W); contiguous.
+    """
+    L = rel.shape[1]
+    c = (L - 1) // 2
+    dim = 1 if axis == "col" else 2
+    S = q.shape[dim]
+    logits = torch.einsum("bxyjd,jod->bxyjo", q, rel)                 # (B, H, W, h, L)
+    out = torch.mul(logits[..., c, None], v)                          # (B, H, W, h, dv): offset 0
+    for o in range(max(-c, 1 - S), min(c, S - 1) + 1):
+        if o == 0:
+            continue
+        dst, src = slice(max(0, -o), S - max(0, o)), slice(max(0, o), S - max(0, -o))
+        weight = logits.narrow(dim, dst.start, dst.stop - dst.start)[..., o + c, None]  # (B, H', W', h, 1)
+        shifted = v.narrow(dim, src.start, src.stop - src.start)                         # (B, H', W', h, dv)
+        out.narrow(dim, dst.start, dst.stop - dst.start).addcmul_(weight, shifted)      # fused multiply-add
+    return out.contiguous() if channels_last_out else out.permute(0, 3, 4, 1, 2).contiguous()
+
+
 def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
     """`relative_attention_1d` on channels-last maps, in chunks of whole images.
 
     Args:
         q: (B, H, W, h, dk); v: (B, H, W, h, dv) (any strides; contiguous is fastest).
         channels_last_out: return (B, H, W, h, dv) if True, else (B, h, dv, H, W); contiguous.
+
+    A window shorter than the axis (L < S) takes the windowed path, whose cost is linear in L;
+    otherwise the dense S x S logits (a banded matrix when 2 * S - 1 > L >= S).
     """
     B, H, W, h, dk = q.shape
     dv = v.shape[-1]
     S, other = (H, W) if axis == "col" else (W, H)
+    if rel.shape[1] < S:
+        return _relative_windowed(q, v, rel, axis, channels_last_out=channels_last_out)
     emb = _absolute_embedding(rel, S).reshape(S * h, dk, S)          # (S*h, dk, S')
     images = max(1, _CHUNK_ELEMENTS // (h * S * S * other))
     # Measured on CPU: for tiny (S x S) @ (S x dv) matrices the transposed product runs about
@@ -142,7 +174,8 @@ def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Te
 
     col: out[..., a, b] = sum_o (q[..., :, a, b] . rel[h, o + c]) * v[..., :, a + o, b];
     row: the same with the offset on the W axis. c = (L - 1) / 2; any odd L is valid.
-    Only the offsets that land inside the map are computed (logits of S x S per axis).
+    A window shorter than the axis (L < S) computes logits for its L offsets only (cost linear
+    in L); otherwise only the offsets that land inside the map (logits of S x S per axis).
 
     Args:
         q: (B, h, dk, H, W); v: (B, h, dv, H, W); rel: (h, L, dk), L odd.

@@ -44,6 +44,7 @@ _ELEMENTWISE = (
     "gelu", "silu", "hardtanh", "hardtanh_", "leaky_relu", "clamp", "clamp_", "clamp_min",
     "clamp_max", "maximum", "minimum", "where", "eq", "ne", "ge", "gt", "le", "lt", "floor",
     "floor_divide", "remainder", "bitwise_not", "__and__", "lerp",
+    "addcmul", "addcmul_",  # a fused multiply-add: one MAC per output element
 )
 _REDUCTIONS = ("sum", "mean", "amax", "amin", "max", "min", "logsumexp", "cumsum", "norm",
                "avg_pool2d", "max_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")

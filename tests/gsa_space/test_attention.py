@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
+from gsa_space.complexity import complexity, measure
+from gsa_space.describe import describe_net
+from gsa_space.variants import build_config
 
 
 def ref_content(q, k, v, query_norm=False):
@@ -94,6 +97,9 @@ REL_CASES = [  # (B, h, dk, dv, H, W, L)
     (1, 2, 3, 2, 3, 5, 15),   # L larger than the map
     (1, 1, 2, 3, 1, 6, 1),    # single offset, one-pixel axis
     (2, 2, 3, 4, 5, 3, 5),    # dv >= W: the untransposed apply on the row axis
+    (2, 2, 3, 2, 7, 6, 3),    # windowed path (L < S) on both axes
+    (1, 3, 2, 5, 9, 6, 5),    # windowed on both axes, dv > L
+    (2, 2, 2, 3, 4, 8, 7),    # windowed on the row axis only (L >= H = 4)
 ]
 
 
@@ -159,6 +165,8 @@ MODULE_CASES = [  # kwargs, input (B, C_in, H, W)
     (dict(heads=2, dim_key=3, max_size=(4, 5)), (2, 5, 4, 5)),
     (dict(heads=2, dim_key=3, max_size=(6, 7)), (2, 5, 4, 5)),   # global: central embeddings
     (dict(heads=8, dim_key=2, extent=3, max_size=5), (2, 6, 5, 3)),
+    (dict(heads=2, dim_key=3, extent=3, max_size=8), (2, 5, 6, 7)),          # windowed both steps
+    (dict(heads=2, dim_key=2, extent=5, axial_order="row_col"), (2, 4, 7, 4)),  # windowed col only
     (dict(heads=2, dim_key=2, axial_order="row_col", max_size=6), (2, 4, 3, 6)),
     (dict(heads=2, dim_key=2, content=False, extent=5), (2, 4, 4, 4)),
     (dict(heads=2, dim_key=2, positional=False, query_norm=True), (2, 4, 4, 3)),
@@ -279,3 +287,47 @@ def test_global_self_attention_float32_matches_float64():
     out64 = m.double()(x.double())
     err = (out32.detach().double() - out64.detach()).abs().max() / out64.detach().abs().max()
     assert float(err) < 1e-5
+
+
+def test_relative_attention_1d_windowed_path_is_taken_for_short_window(monkeypatch):
+    import gsa_space.attention as attention
+
+    calls = []
+    windowed = attention._relative_windowed
+    monkeypatch.setattr(attention, "_relative_windowed", lambda *a, **k: calls.append(a[3]) or windowed(*a, **k))
+    q = torch.randn(1, 1, 2, 4, 8)
+    relative_attention_1d(q, q, torch.randn(1, 5, 2), axis="col")  # L = 5 >= H = 4: dense
+    relative_attention_1d(q, q, torch.randn(1, 5, 2), axis="row")  # L = 5 < W = 8: windowed
+    assert calls == ["row"]
+
+
+def _positional_macs(extent, size=16, heads=2, dim_key=4, channels=8):
+    m = GlobalSelfAttention(channels, channels, heads=heads, dim_key=dim_key, extent=extent,
+                            content=False, max_size=size)
+    return round(measure(m, size, in_chans=channels).gmacs * 1e9)
+
+
+def test_global_self_attention_windowed_macs_exact():
+    from fvcore.nn import FlopCountAnalysis
+    from gsa_space.complexity import handlers
+
+    S, h, dk, dv, C, L = 16, 2, 4, 4, 8, 3
+    m = GlobalSelfAttention(C, C, heads=h, dim_key=dk, extent=L, content=False, max_size=S).eval()
+    by_op = FlopCountAnalysis(m, (torch.randn(1, C, S, S),)).set_op_handle(**handlers()).by_operator()
+    assert by_op["einsum"] == 2 * S * S * h * L * dk            # logits of every offset, both steps
+    assert 0 <= by_op["mul"] - 2 * h * dv * S * S < 8               # offset 0 (+ traced size arithmetic)
+    assert by_op["addcmul_"] == 2 * h * dv * S * 2 * (S - 1)   # offsets +-1, inside the map only
+    assert by_op["linear"] == S * S * C * (h * dk + C)
+
+
+def test_global_self_attention_macs_grow_with_extent():
+    macs = [_positional_macs(L) for L in (1, 3, 5, 9, 15, "global")]
+    assert macs == sorted(macs) and len(set(macs)) == 6
+
+
+def test_describe_gsa_resnet_tiny_extent_3_fewer_macs_than_global():
+    local = complexity(build_config("gsa_resnet_tiny", overrides={"gsa.extent": 3}))
+    dense = complexity(build_config("gsa_resnet_tiny", overrides={"gsa.extent": "global"}))
+    assert local.gmacs < 0.97 * dense.gmacs
+    assert f"MACs {local.gmacs * 1e3:.3f}M" in describe_net("gsa_resnet_tiny", overrides={"gsa.extent": 3})
+    assert f"MACs {dense.gmacs * 1e3:.3f}M" in describe_net("gsa_resnet_tiny")
