@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -56,8 +56,18 @@ def spec_value(spec: Any, key: str, model_variant: str) -> Any:
     return getattr(net, key, NAN)
 
 
+def inactive(study: Any, key: str, params: Mapping[str, Any]) -> bool:
+    """Whether `key` is a search dimension the trial did not sample (its `when` failed)."""
+    return study.kind == "search" and key not in params and any(d.name == key for d in study.search.space)
+
+
 def _field_value(study: Any, attrs: dict, params: dict, key: str) -> Any:
-    """The value a trial used for `key`: as resolved at launch, sampled, from its variant, or the base."""
+    """The value a trial used for `key`: as resolved at launch, sampled, from its variant, or the base.
+
+    An inactive search dimension is empty (NaN), whatever the network falls back to.
+    """
+    if inactive(study, key, params):
+        return NAN
     if key in attrs.get("fields", {}):
         return attrs["fields"][key]
     if key in params:
@@ -87,9 +97,11 @@ def trial_row(study: Any, frozen: Any, fields: Sequence[str], decode: Any = None
     state = attrs.get("gsa_state", "failed")
     accs = [r.get("val_acc") for r in curve if r.get("val_acc") is not None]
     best = max(range(len(accs)), key=lambda i: accs[i]) if accs else None
+    trial_id = str(attrs.get("trial_key", f"trial_{frozen.number:04d}"))
     row: dict[str, Any] = {
-        "trial_id": str(attrs.get("trial_key", f"trial_{frozen.number:04d}")),
-        "variant": str(attrs.get("variant", f"trial_{frozen.number}")),
+        "trial_id": trial_id,
+        # a search trial's label is its key (a re-run of an interrupted trial has a new Optuna number)
+        "variant": trial_id if study.kind == "search" else str(attrs.get("variant", trial_id)),
         "seed": int(attrs.get("seed", 0)),
         "state": state,
         "reason": str(attrs.get("reason", "")),
@@ -97,7 +109,8 @@ def trial_row(study: Any, frozen: Any, fields: Sequence[str], decode: Any = None
         "budget_epochs": int(attrs.get("budget_epochs", study.train.epochs)),
     }
     for key in fields:
-        row[key] = _field_value(study, attrs, params, key)
+        value = _field_value(study, attrs, params, key)
+        row[key] = NAN if value is None else value  # None (no GSA stage, inactive) is an empty cell
     ips = [r["images_per_sec"] for r in curve if r.get("images_per_sec") is not None]
     row.update({
         "params": int(attrs["params"]) if "params" in attrs else pd.NA,
@@ -127,6 +140,16 @@ def results_frame(study: Any, trials: Iterable[Any], decode: Any = None) -> pd.D
         if len(kinds) > 1:
             frame[key] = frame[key].map(lambda v: v if isinstance(v, float) and math.isnan(v) else str(v))
     return frame
+
+
+def records_summary(states: Iterable[str]) -> str:
+    """`8 records: 6 complete, 2 infeasible` (states in a fixed order, zero counts left out)."""
+    states = list(states)
+    order = ["complete", "pruned", "failed", "infeasible"]
+    order += sorted(set(states) - set(order))
+    parts = [f"{states.count(s)} {s}" for s in order if states.count(s)]
+    head = f"{len(states)} record{'' if len(states) == 1 else 's'}"
+    return f"{head}: {', '.join(parts)}" if parts else head
 
 
 def curves_frame(trials: Iterable[Any]) -> pd.DataFrame:

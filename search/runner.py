@@ -12,9 +12,10 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from search.tune.plan import plan_work
+from search.results import records_summary
+from search.tune.plan import pending_reruns, plan_work
 
 EXIT_INTERRUPTED = 130
 
@@ -27,6 +28,26 @@ def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+def interrupted_note(count: int, *, now: bool) -> str:
+    """`1 trial interrupted (closed in the Optuna storage as FAIL 'interrupted'; it is re-run on --resume)`."""
+    one = count == 1
+    when = "in this session" if now else "on --resume"
+    return (f"{count} trial{'' if one else 's'} interrupted (closed in the Optuna storage as FAIL 'interrupted'; "
+            f"{'it is' if one else 'they are'} re-run {when})")
+
+
+def end_summary(name: str, status: str, states: Iterable[str], run_dir: Path, lost: int = 0) -> str:
+    """`quickstart: interrupted; 3 records: 3 complete; 1 trial interrupted (...); results in ...`."""
+    note = f"; {interrupted_note(lost, now=False)}" if lost else ""
+    return f"{name}: {status}; {records_summary(states)}{note}; results in {run_dir / 'results.csv'}"
+
+
+def resume_hint(run_dir: Path, lost: int = 0) -> str:
+    """The line after an interrupted session: how to continue, and what will be re-run."""
+    again = f" ({interrupted_note(lost, now=False)})" if lost else ""
+    return f"interrupted; continue with: gsa-nas run --resume {run_dir}{again}"
 
 
 def run_meta(study: Any, *, name: str, storage: str, started: str) -> dict[str, Any]:
@@ -44,21 +65,65 @@ def run_meta(study: Any, *, name: str, storage: str, started: str) -> dict[str, 
     }
 
 
+RESUME_SAFE_KEYS = ("num_samples", "max_concurrent", "resources", "max_rejections")  # and resources.*
+
+
+def resume_safe(key: str) -> bool:
+    """Whether `--set key` may change on --resume: it must not change what a planned trial is."""
+    return key in RESUME_SAFE_KEYS or key.startswith("resources.")
+
+
+def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -> None:
+    """Refuse a `--set` that changes the planned trials of run `resume` (an unchanged value passes).
+
+    Example: `check_resume_sets("runs/q", Path("runs/q/study.yaml"), {"train.epochs": 3})` raises
+    when the run trained 2 epochs; `{"num_samples": 32}` extends a search and passes.
+    """
+    from search.study import load_study
+    from search.study_resolve import study_document
+
+    unsafe = {k: v for k, v in overrides.items() if not resume_safe(k)}
+    if not unsafe:
+        return
+    base = study_document(load_study(str(stored)))
+    for key, value in unsafe.items():
+        if study_document(load_study(str(stored), {key: value})) != base:
+            raise ValueError(
+                f"--resume {resume}: --set {key} changes the planned trials (a resume may change only "
+                f"num_samples, max_concurrent, resources.*, max_rejections); start a new run with --name instead")
+
+
+def _open_resume(resume: str, storage: str | None,
+                 overrides: Mapping[str, Any] | None) -> tuple[Any, Path, dict[str, Any]]:
+    from search.study import load_study
+
+    run_dir = Path(resume)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"--resume {resume}: the directory does not exist; give a run directory "
+                                f"written by `gsa-nas run` (e.g. runs/<study-name>)")
+    if not run_dir.is_dir():
+        raise NotADirectoryError(f"--resume {resume}: not a directory; give a run directory written by `gsa-nas run`")
+    if not (run_dir / "study.yaml").is_file() or not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(
+            f"--resume {resume}: no study.yaml/run.json there; expected a run directory written by `gsa-nas run`")
+    check_resume_sets(resume, run_dir / "study.yaml", overrides or {})
+    st = load_study(str(run_dir / "study.yaml"), overrides)
+    old = json.loads((run_dir / "run.json").read_text())
+    meta = run_meta(st, name=old["name"], storage=storage or old["storage"], started=old["started"])
+    meta["wall_s"] = float(old.get("wall_s") or 0.0)
+    return st, run_dir, meta
+
+
 def _open_run(study: str | None, name: str | None, out: str, storage: str | None,
               overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Any, Path, dict[str, Any]]:
     """(study, run dir, run.json) — validated before anything is created on disk."""
     from search.study import load_study
 
+    if resume and study:
+        raise ValueError(f"gsa-nas run: give a study or --resume RUN_DIR, not both (got {study!r} and "
+                         f"--resume {resume}); a resumed run uses its own study.yaml")
     if resume:
-        run_dir = Path(resume)
-        if not (run_dir / "study.yaml").is_file() or not (run_dir / "run.json").is_file():
-            raise FileNotFoundError(
-                f"--resume {resume}: no study.yaml/run.json there; expected a run directory written by `gsa-nas run`")
-        st = load_study(str(run_dir / "study.yaml"), overrides)
-        old = json.loads((run_dir / "run.json").read_text())
-        meta = run_meta(st, name=old["name"], storage=storage or old["storage"], started=old["started"])
-        meta["wall_s"] = float(old.get("wall_s") or 0.0)
-        return st, run_dir, meta
+        return _open_resume(resume, storage, overrides)
     if not study:
         raise ValueError("gsa-nas run: give a study (a file, or a name in studies/) or --resume RUN_DIR")
     st = load_study(study, overrides)
@@ -133,11 +198,12 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str = "runs
     _write_json(run_dir / "run.json", meta)
     _write_json(run_dir / "env.json", env_info())
     ledger = open_ledger(st, meta)
-    closed = ledger.close_running()
+    ledger.close_running()
     plan = plan_work(st, ledger)
     sessions = sorted((run_dir / "tune").glob("session_*")) if (run_dir / "tune").exists() else []
+    rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
     print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {plan.to_launch} trials to train"
-          f" ({plan.finished} already finished, {len(closed)} interrupted closed)", flush=True)
+          f" ({plan.finished} already finished{rerun})", flush=True)
     start = time.monotonic()
     status, error, code = "finished", None, 0
     try:
@@ -166,12 +232,12 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str = "runs
         if error is not None:
             meta["error"] = str(error)
         _write_json(run_dir / "run.json", meta)
-    counts = frame["state"].value_counts().to_dict() if len(frame) else {}
-    print(f"{meta['name']}: {status}; {len(frame)} records {counts}; results in {run_dir / 'results.csv'}")
+    lost = len(pending_reruns(st, ledger)) if status == "interrupted" else 0
+    print(end_summary(meta["name"], status, frame["state"], run_dir, lost))
     if error is not None:
         raise ValueError(str(error))
     if status == "interrupted":
-        print(f"interrupted; continue with: gsa-nas run --resume {run_dir}")
+        print(resume_hint(run_dir, lost))
         return code
     if report:
         _report(run_dir)

@@ -23,6 +23,24 @@ class Plan:
     to_launch: int
     finished: int
     enqueued: int
+    rerun: int = 0  # trials closed as FAIL "interrupted" that this session trains again
+
+
+def pending_reruns(study: Any, ledger: Ledger) -> set[str]:
+    """Trial keys closed as FAIL "interrupted" with no finished record yet: a resume re-runs them.
+
+    An ablation re-runs every such key its plan still holds; a search re-runs them first (see
+    `plan_search`), within num_samples.
+    """
+    done = _keys(ledger.finished_records())
+    lost = {t.user_attrs.get(TRIAL_KEY) for t in ledger.study.get_trials(deepcopy=False)
+            if t.state == TrialState.FAIL and t.user_attrs.get(REASON) == INTERRUPTED} - {None} - done
+    if study.kind == "ablation":
+        from search.study import planned_trials
+        from search.study_resolve import trial_key
+
+        lost &= {trial_key(variant, seed, {}) for variant, seed in planned_trials(study)}
+    return lost
 
 
 def _keys(trials: list, state: TrialState | None = None) -> set[str]:
@@ -43,7 +61,8 @@ def plan_ablation(study: Any, ledger: Ledger) -> Plan:
             continue
         ledger.study.enqueue_trial({}, user_attrs={TRIAL_KEY: key, VARIANT: variant, SEED: seed})
         enqueued += 1
-    return Plan(to_launch=len(waiting) + enqueued, finished=len(done), enqueued=enqueued)
+    rerun = len(pending_reruns(study, ledger))
+    return Plan(to_launch=len(waiting) + enqueued, finished=len(done), enqueued=enqueued, rerun=rerun)
 
 
 def plan_search(study: Any, ledger: Ledger) -> Plan:
@@ -67,7 +86,8 @@ def plan_search(study: Any, ledger: Ledger) -> Plan:
         ledger.study.enqueue_trial(dict(t.params), user_attrs={TRIAL_KEY: key, SEED: t.user_attrs.get(SEED, 0)})
         waiting_keys.add(key)
         enqueued += 1
-    return Plan(to_launch=remaining, finished=len(records), enqueued=enqueued)
+    rerun = len(pending_reruns(study, ledger) & waiting_keys)
+    return Plan(to_launch=remaining, finished=len(records), enqueued=enqueued, rerun=rerun)
 
 
 def plan_work(study: Any, ledger: Ledger) -> Plan:

@@ -2,7 +2,7 @@
 
 The searcher keeps the `Tally` (it is told every trial's end); the `ProgressLine` callback
 prints it every few seconds and at each trial's end:
-`[search_digits] 5/16 done (3 complete, 2 pruned, 0 failed, 1 infeasible) | 2 running | best val_acc 0.912 | 1m05s, ETA 2m10s`
+`[search_digits] 5/16 done (3 complete, 2 pruned, 0 failed, 1 infeasible) | 1 running, 1 starting | best val_acc 0.912 | 1m05s, ETA 2m10s`
 """
 
 from __future__ import annotations
@@ -47,20 +47,35 @@ def fmt_seconds(seconds: float) -> str:
     return f"{s}s"
 
 
-def progress_line(name: str, tally: Tally, running: int, now: float | None = None) -> str:
-    """The one-line summary; ETA assumes the remaining trials take as long as the finished ones."""
+def progress_line(name: str, tally: Tally, running: int, now: float | None = None, starting: int = 0) -> str:
+    """The one-line summary; ETA assumes the remaining trials take as long as the finished ones.
+
+    `starting`: launched trials whose worker is still being set up (Tune's PENDING).
+    """
     elapsed = (time.monotonic() if now is None else now) - tally.started
     c = tally.counts
     best = "-" if tally.best_val_acc is None else f"{tally.best_val_acc:.3f}"
     left = max(0, tally.planned - tally.done)
     eta = "?"
+    active = f", {starting} starting" if starting else ""
     if tally.done:
         eta = fmt_seconds(elapsed / tally.done * left) if left else "0s"
     return (
         f"[{name}] {tally.done}/{tally.planned} done ({c[COMPLETE]} complete, {c[PRUNED]} pruned, "
-        f"{c[FAILED]} failed, {c[INFEASIBLE]} infeasible) | {running} running | best val_acc {best} | "
+        f"{c[FAILED]} failed, {c[INFEASIBLE]} infeasible) | {running} running{active} | best val_acc {best} | "
         f"{fmt_seconds(elapsed)}, ETA {eta}"
     )
+
+
+def count_live(trials: list, ending: Any = None) -> tuple[int, int]:
+    """(running, starting) Tune trials, leaving out `ending`.
+
+    Tune marks a trial RUNNING only once its worker actor is built (torch imported, data
+    fetched, network built), so a launched trial reads PENDING for its first seconds: those
+    count as starting. Tune calls the end hooks while the ending trial still reads RUNNING.
+    """
+    live = [t for t in trials if t is not ending]
+    return (sum(1 for t in live if t.status == "RUNNING"), sum(1 for t in live if t.status == "PENDING"))
 
 
 class ProgressLine(Callback):
@@ -76,9 +91,9 @@ class ProgressLine(Callback):
         if not force and now - self._last < self._every:
             return
         self._last = now
-        # Tune calls the end hooks while the ending trial still reads RUNNING.
-        running = sum(1 for t in trials if t.status == "RUNNING" and t is not ending)
-        print(progress_line(self._name, self._tally, running, now), file=self._stream or sys.stdout, flush=True)
+        running, starting = count_live(trials, ending)
+        print(progress_line(self._name, self._tally, running, now, starting),
+              file=self._stream or sys.stdout, flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._print(trials, force=False)

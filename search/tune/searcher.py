@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from ray.tune.search import Searcher
 
-from search.results import flat, space_fields, spec_value
+from search.results import flat, inactive, space_fields, spec_value
 from search.tune.ledger import (
     COMPLETE, EPOCHS, FAILED, INFEASIBLE, PRUNED, REASON, SEED, TRIAL_KEY, VARIANT, Ledger,
 )
@@ -104,7 +104,7 @@ class GsaSearcher(Searcher):
             variant, values = None, sample_point(trial, self._study.search.space)
         seed = int(attrs.get(SEED, self._study.seeds[0]))
         key = attrs.get(TRIAL_KEY) or f"trial_{trial.number:04d}"
-        name = variant or f"trial_{trial.number}"
+        name = variant or key  # a search trial's label is its key, also when it re-runs under a new number
         base = {TRIAL_KEY: key, VARIANT: name, SEED: seed}
         try:
             spec = resolve_trial(self._study, variant=variant, seed=seed, params=values)
@@ -114,7 +114,8 @@ class GsaSearcher(Searcher):
             return None, reason
         cx = {k: float(v) for k, v in self._measure(spec).items()}
         model = dict(spec_keys(self._study, variant, values)).get("model.variant", self._study.model.variant)
-        fields = {k: flat(spec_value(spec, k, model)) for k in space_fields(self._study)}
+        fields = {k: None if inactive(self._study, k, values) else flat(spec_value(spec, k, model))
+                  for k in space_fields(self._study)}
         attrs_out = {**base, **cx, "config_key": spec.trial_key, "budget_epochs": int(spec.train.epochs),
                      "fields": fields}
         margins = {CONSTRAINT_METRIC[k]: cx[CONSTRAINT_METRIC[k]] - lim for k, lim in self._constraints.items()}

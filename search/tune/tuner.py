@@ -32,6 +32,7 @@ from search.tune.scheduler import make_scheduler  # noqa: E402
 from search.tune.searcher import GsaSearcher  # noqa: E402
 from search.tune.trainable import GsaTrainable  # noqa: E402
 
+AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 MAX_FAILURES = 1  # one retry from the last checkpoint before a trial counts as failed
 
 
@@ -56,10 +57,20 @@ def start_ray(address: str | None) -> None:
         return
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
              "configure_logging": True}
-    if address:
+    if address:  # the user's cluster: its authentication settings and Ray's warnings stand
         ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
-    else:
+        return
+    # A new local Ray turns token authentication on by default and warns that it did so on every
+    # run. Auth stays on (we never set RAY_AUTH_MODE); only that one notice is muted, while
+    # ray.init runs. Setting RAY_AUTH_MODE=token here instead fails: Ray has already read its
+    # config at import time.
+    notice = logging.getLogger(AUTH_NOTICE_LOGGER)
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
         ray.init(num_cpus=os.cpu_count(), **quiet)
+    finally:
+        notice.setLevel(level)
 
 
 def put_data(data: Any) -> Any:
