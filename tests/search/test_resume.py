@@ -243,7 +243,7 @@ def test_plan_search_reruns_interrupted_trial_within_num_samples():
     assert (plan.to_launch, plan.finished, plan.enqueued, plan.rerun) == (2, 0, 1, 1)
     assert pending_reruns(study, ledger) == {"trial_0000"}
     again = ledger.study.ask()  # the re-run: a new Optuna number, the same key and params
-    fixed = again.system_attrs["fixed_params"]
+    fixed = ledger.frozen(again.number).system_attrs["fixed_params"]
     assert (again.number, again.user_attrs["trial_key"], fixed) == (1, "trial_0000", lost.params)
 
 
