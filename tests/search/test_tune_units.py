@@ -216,3 +216,88 @@ def test_spec_value_gsa_field_of_a_conv_net_is_none():
 
     spec = resolve_trial(load_study("quickstart"), variant="conv", seed=0, params={})
     assert [spec_value(spec, k, "resnet_tiny") for k in ("gsa.positional", "gsa.content")] == [None, None]
+
+
+def _interrupted_rerun(positional: bool):
+    """A search ledger whose trial 0 (key trial_0000) was interrupted and is enqueued again."""
+    study = load_study("search_digits", {"constraints": {}, "num_samples": 2})
+    ledger = _ledger()
+    point = {"gsa.heads": 2, "gsa.dim_key": 8, "gsa.positional": positional, "gsa_stages": "2-3",
+             "width_mult": 1.0, "train.lr": 0.003}
+    if positional:
+        point["gsa.extent"] = 3
+    ledger.study.enqueue_trial(point)
+    lost = ledger.study.ask()
+    sample_point(lost, study.search.space)
+    ledger.set_attrs(lost.number, {"trial_key": "trial_0000", "seed": 0})
+    ledger.close_running()
+    plan_work(study, ledger)
+    return study, ledger
+
+
+def test_searcher_rerun_keeps_key_as_variant_and_leaves_inactive_field_empty():
+    from search.runner import measure
+    from search.tune.searcher import GsaSearcher
+
+    study, ledger = _interrupted_rerun(positional=False)
+    config = GsaSearcher(study, ledger, to_launch=1, measure=measure, tally=Tally(planned=1)).suggest("tune_1")
+    assert (config["optuna_number"], config["trial_key"], config["variant"]) == (1, "trial_0000", None)
+    attrs = ledger.frozen(1).user_attrs
+    assert (attrs["variant"], attrs["trial_key"]) == ("trial_0000", "trial_0000")
+    assert (attrs["fields"]["gsa.positional"], attrs["fields"]["gsa.extent"], attrs["fields"]["gsa_stages"]) == (
+        False, None, "2-3")
+    ledger.record_epoch(1, _epoch(1, 0.5))
+    ledger.finish(1, COMPLETE, values=[0.5])
+    frame = results_frame(study, ledger.finished_records(), lambda p: decode_params(p, study.search.space))
+    row = frame.iloc[0]
+    assert (len(frame), row["trial_id"], row["variant"], row["gsa.positional"]) == (1, "trial_0000", "trial_0000", False)
+    assert math.isnan(row["gsa.extent"])
+
+
+def test_searcher_active_conditional_field_is_recorded():
+    from search.runner import measure
+    from search.tune.searcher import GsaSearcher
+
+    study, ledger = _interrupted_rerun(positional=True)
+    GsaSearcher(study, ledger, to_launch=1, measure=measure, tally=Tally(planned=1)).suggest("tune_1")
+    assert ledger.frozen(1).user_attrs["fields"]["gsa.extent"] == 3
+
+
+def test_results_frame_search_variant_from_key_and_inactive_field_empty_for_old_records():
+    study = load_study("search_digits", {"constraints": {}})
+    ledger = _ledger()
+    rec = ledger.study.ask()
+    rec.suggest_categorical("gsa.positional", [True, False])  # gsa.extent never sampled after False
+    # as an older searcher stored them: a label from another Optuna number, the network's fallback extent
+    ledger.set_attrs(rec.number, {"trial_key": "trial_0005", "variant": "trial_6",
+                                  "fields": {"gsa.positional": False, "gsa.extent": "global"}})
+    ledger.finish(rec.number, INFEASIBLE, reason="gmacs 0.1 > max_gmacs 0.05", attrs={"epochs": 0})
+    row = results_frame(study, ledger.finished_records()).iloc[0]
+    assert (row["trial_id"], row["variant"]) == ("trial_0005", "trial_0005")
+    assert math.isnan(row["gsa.extent"]) and math.isnan(row["width_mult"])
+
+
+def test_records_summary_counts_in_fixed_order():
+    from search.results import records_summary
+
+    assert records_summary(["complete"] * 6 + ["infeasible"] * 2) == "8 records: 6 complete, 2 infeasible"
+    assert records_summary(["infeasible", "failed", "pruned", "complete"]) == (
+        "4 records: 1 complete, 1 pruned, 1 failed, 1 infeasible")
+    assert (records_summary(["failed"]), records_summary([])) == ("1 record: 1 failed", "0 records")
+
+
+def test_progress_line_counts_pending_trials_as_starting():
+    import io
+    from types import SimpleNamespace
+
+    from search.tune.progress import ProgressLine, count_live
+
+    trials = [SimpleNamespace(status=s) for s in ("RUNNING", "PENDING", "TERMINATED", "RUNNING")]
+    assert count_live(trials, ending=trials[3]) == (1, 1)
+    line = progress_line("demo", Tally(planned=3, started=0.0), running=1, now=5.0, starting=1)
+    assert line == ("[demo] 0/3 done (0 complete, 0 pruned, 0 failed, 0 infeasible) | 1 running, 1 starting | "
+                    "best val_acc - | 5s, ETA ?")
+    stream = io.StringIO()
+    pending = [SimpleNamespace(status="PENDING"), SimpleNamespace(status="PENDING")]
+    ProgressLine("demo", Tally(planned=2), stream=stream, every_s=0.0).on_step_end(1, pending)
+    assert "| 0 running, 2 starting |" in stream.getvalue()
