@@ -37,6 +37,22 @@ def _mmacs(gmacs: float) -> str:
     return f"{gmacs * 1e3:.3f}"
 
 
+MACS_UNITS: tuple[tuple[str, float], ...] = (("G", 1.0), ("M", 1e-3), ("k", 1e-6))
+
+
+def format_macs(*gmacs: float, digits: int = 4) -> list[str]:
+    """MACs in one unit for all values: G from 0.1 GMACs up, M below, k below 0.1 MMACs.
+
+    The largest value gets `digits` significant digits and the rest the same decimals, so a
+    ratio line reads `1.435M / 1.300M`, never `0.001435G / 0.0013G`.
+    """
+    top = max((abs(g) for g in gmacs), default=0.0)
+    suffix, scale = next(((s, f) for s, f in MACS_UNITS if top >= 0.1 * f), MACS_UNITS[-1])
+    lead = len(f"{int(round(top / scale))}")
+    decimals = max(0, digits - lead)
+    return [f"{g / scale:.{decimals}f}{suffix}" for g in gmacs]
+
+
 def _size_text(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
@@ -82,7 +98,7 @@ def _summary(cfg: NetConfig, mine: Complexity, base: Complexity, base_name: str)
     return (
         f"{cfg.name} vs {base_name} at {_size_text(cfg.input_size)}: "
         f"params {mine.params / 1e6:.3f}M / {base.params / 1e6:.3f}M = {mine.params / base.params:.2f}x, "
-        f"MACs {mine.gmacs:.4g}G / {base.gmacs:.4g}G = {mine.gmacs / base.gmacs:.2f}x, "
+        f"MACs {' / '.join(format_macs(mine.gmacs, base.gmacs))} = {mine.gmacs / base.gmacs:.2f}x, "
         f"activations {mine.act_mb:.2f} MB / {base.act_mb:.2f} MB"
     )
 

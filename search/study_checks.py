@@ -18,13 +18,49 @@ _NUMBER_NAMES = {int: "an integer", float: "a number"}
 
 @dataclass(frozen=True)
 class Where:
-    """The file being read; makes StudyErrors that name it."""
+    """The file being read; makes StudyErrors that name it.
+
+    `sets` are (document key path, `--set` text as typed) pairs: an error at or below a key
+    that came from the command line says so, instead of blaming the file alone.
+    """
 
     file: str
+    sets: tuple[tuple[str, str], ...] = ()
 
-    def error(self, path: str, message: str) -> StudyError:
-        prefix = f"{self.file}: {path}: " if path else f"{self.file}: "
-        return StudyError(prefix + message)
+    def origin(self, path: str, *, below: bool = False) -> str | None:
+        """The `--set KEY=VALUE` text that set `path` (or a section above it), else None.
+
+        With `below`, a key set inside `path` counts too (an unknown section named by --set).
+        """
+        for key, text in self.sets:
+            if path == key or path.startswith((key + ".", key + "[")):
+                return text
+            if below and key.startswith(path + "."):
+                return text
+        return None
+
+    def error(self, path: str, message: str, *, set_key: str | None = None) -> StudyError:
+        """`<file>: <path>: <message>`; led by `--set KEY=VALUE on` when the value came from --set.
+
+        `set_key` names the key to look up instead of `path` (an unknown key at a section).
+        """
+        lookup = path if set_key is None else set_key
+        text = self.origin(lookup, below=set_key is not None) if lookup else None
+        where = f"{self.file}: {path}: " if path else f"{self.file}: "
+        if text is None:
+            return StudyError(where + message)
+        hint = _list_hint(text, message)
+        body = message.rstrip(".") if hint else message
+        return StudyError(f"--set {text} on {where}{body}{hint}")
+
+
+def _list_hint(text: str, message: str) -> str:
+    """`--set seeds=0,1` is the text '0,1': show how a list is written on the command line."""
+    key, _, raw = text.partition("=")
+    if "," not in raw or raw.lstrip().startswith(("[", "{")) or "--set" in message:
+        return ""
+    items = ", ".join(part.strip() for part in raw.split(","))
+    return f'; write a list on the command line as --set "{key}=[{items}]"'
 
 
 def join(path: str, key: str) -> str:
@@ -53,7 +89,8 @@ def known_keys(where: Where, path: str, value: Mapping[str, Any], allowed: Itera
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         place = "at top level" if not path else f"in {path}"
-        raise where.error("", f"unknown key {key!r} {place}; expected one of: {', '.join(allowed)}{hint}")
+        raise where.error("", f"unknown key {key!r} {place}; expected one of: {', '.join(allowed)}{hint}",
+                          set_key=join(path, key))
 
 
 def required(where: Where, path: str, value: Mapping[str, Any], key: str, rule: str) -> Any:

@@ -7,6 +7,7 @@ live in `search.study_rules`.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +18,7 @@ from search import study_checks as chk
 from search.study import (DATASETS, KINDS, OPTIMIZERS, SCHEDULES, DataConfig, ModelConfig, Resources,
                           Study, StudyError, TrainConfig, Variant)
 from search.study_checks import Where, join
+from search.study_sets import apply_sets, command_line_sets
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 COMMON_KEYS = ("name", "description", "kind", "data", "model", "train", "seeds", "resources", "max_concurrent")
@@ -33,17 +35,40 @@ def frozen(value: Any) -> Any:
     return tuple(frozen(v) for v in value) if isinstance(value, list) else value
 
 
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or os.sep in text or text.endswith((".yaml", ".yml"))
+
+
 def find_study_file(path_or_name: str) -> Path:
-    """A path to an existing file, or the name of a file in the repository's studies/ folder."""
-    path = Path(os.path.expanduser(str(path_or_name)))
+    """A path to an existing file, or the name of a file in the repository's studies/ folder.
+
+    A missing path (it has a `/` or ends in .yaml/.yml) is named as given; a missing name
+    gets a did-you-mean among the shipped studies.
+    """
+    text = str(path_or_name)
+    path = Path(os.path.expanduser(text))
     if path.is_file():
         return path
-    for candidate in (STUDIES_DIR / f"{path_or_name}.yaml", STUDIES_DIR / str(path_or_name)):
-        if candidate.is_file():
-            return candidate
-    known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")))
-    raise StudyError(f"{path_or_name}: no such study file, and no studies/{path_or_name}.yaml; "
-                     f"give a path or one of: {known}")
+    known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+    if not _looks_like_path(text):
+        if (STUDIES_DIR / f"{text}.yaml").is_file():
+            return STUDIES_DIR / f"{text}.yaml"
+        close = difflib.get_close_matches(text, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise StudyError(f"{text}: no such study file, and no study named {text!r} in studies/{hint} "
+                         f"(studies/ holds: {', '.join(known)})")
+    if "/" not in text and os.sep not in text and (STUDIES_DIR / text).is_file():
+        return STUDIES_DIR / text
+    if path.is_dir():
+        raise StudyError(f"{text} is a directory, not a study file; give a .yaml file or a study name")
+    siblings = sorted(p.name for p in path.parent.glob("*.y*ml")) if path.parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    if close:
+        hint = f"; did you mean {str(path.parent / close[0])!r}?"
+    else:  # a bare file name may be a shipped study's, misspelt or with the wrong suffix
+        named = difflib.get_close_matches(path.stem, known, n=1) if path.parent == Path(".") else []
+        hint = f"; did you mean {named[0]!r}?" if named else ""
+    raise StudyError(f"no such study file {text}{hint} (or give a study name: {', '.join(known)})")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -62,40 +87,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise where.error("", f"unreadable YAML{at}: {problem}; fix the syntax (YAML is read with safe_load)") from None
     if not isinstance(doc, dict):
         raise where.error("", f"the document must be a mapping of study keys, but it is {type(doc).__name__}")
-    return doc
-
-
-def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """`--set` dotted keys into the document: `train.epochs`, `model.gsa.heads`, `variants.v.train.lr`.
-
-    A new `sampler.name` / `pruner.name` drops the old one's options (not the sampler seed),
-    so `--set pruner.name=asha` works on a study written for the median pruner.
-    """
-    ordered = sorted(overrides.items(), key=lambda kv: kv[0] not in ("sampler.name", "pruner.name"))
-    for key, value in ordered:
-        head, _, rest = str(key).partition(".")
-        if not rest:
-            doc[head] = value
-            continue
-        section = doc.get(head)
-        if section is None:
-            section = doc[head] = {}
-        if not isinstance(section, dict):
-            raise where.error(head, f"--set {key} needs {head} to be a mapping, but it is {section!r}")
-        if head in ("sampler", "pruner") and rest == "name" and section.get("name") != value:
-            kept = {"seed": section["seed"]} if "seed" in section else {}
-            section.clear()
-            section.update(kept)
-        if head in ("variants", "space"):
-            sub_head, _, sub_rest = rest.partition(".") if head == "variants" else (rest, "", "")
-            if sub_rest:
-                inner = section.get(sub_head) or {}
-                if not isinstance(inner, dict):
-                    raise where.error(join(head, sub_head), f"--set {key} needs a mapping here, but it is {inner!r}")
-                inner[sub_rest] = value
-                section[sub_head] = inner
-                continue
-        section[rest] = value
     return doc
 
 
@@ -191,7 +182,8 @@ def parse_variants(where: Where, raw: Any) -> tuple[Variant, ...]:
 def parse_seeds(where: Where, raw: Any) -> tuple[int, ...]:
     seeds = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else raw
     if not isinstance(seeds, list) or not seeds:
-        raise where.error("seeds", f"{raw!r} must be a non-empty list of integers, e.g. [0, 1, 2]")
+        example = '--set "seeds=[0, 1]"' if where.origin("seeds") else "[0, 1, 2]"
+        raise where.error("seeds", f"{raw!r} must be a non-empty list of integers, e.g. {example}")
     out = tuple(chk.integer(where, f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds))
     if len(set(out)) != len(out):
         raise where.error("seeds", f"{list(out)!r} repeats a seed; each seed must appear once")
@@ -239,6 +231,8 @@ def parse_document(where: Where, doc: dict[str, Any], source: str) -> Study:
 def load_study(path_or_name: str, overrides: Mapping[str, Any] | None = None) -> Study:
     """See `search.study.load_study`."""
     path = find_study_file(path_or_name)
-    where = Where(str(path))
-    doc = apply_sets(where, read_yaml(path), overrides or {})
+    values, texts = command_line_sets(overrides or {})
+    where = Where(str(path), sets=texts)
+    doc = apply_sets(where, read_yaml(path), values, top_keys=COMMON_KEYS + ABLATION_KEYS + SEARCH_KEYS,
+                     train_keys=TRAIN_KEYS)
     return parse_document(where, doc, str(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from gsa_space.describe import format_macs
 from search.study import DATASET_SHAPES, Study, planned_trials, resolve_trial, study_to_yaml
 
 __all__ = ["validation_summary", "plan_line", "variant_rows", "space_summary"]
@@ -27,6 +28,7 @@ def _count(n: float) -> str:
 
 
 def _gmacs(g: float) -> str:
+    """A budget-comparable number in GMACs (the unit of max_gmacs)."""
     return f"{g:.4g}"
 
 
@@ -95,12 +97,13 @@ def _table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
     names = [r["variant"] + (" (baseline)" if r["variant"] == baseline else "") for r in rows]
     width = max(len(n) for n in names + ["variant"])
     net_w = max(len(r["net"]) for r in rows + [{"net": "network"}])
-    lines = [f"  {'variant':<{width}}  {'network':<{net_w}}  {'gsa stages':<10}  {'params':>8}  {'gmacs':>9}  "
+    macs = format_macs(*(r["gmacs"] for r in rows))  # one unit and precision for the column
+    lines = [f"  {'variant':<{width}}  {'network':<{net_w}}  {'gsa stages':<10}  {'params':>8}  {'MACs':>9}  "
              f"{'act_mb':>7}"]
-    for name, r in zip(names, rows):
+    for name, r, m in zip(names, rows, macs):
         stages = ",".join(map(str, r["gsa_stages"])) or "-"
         lines.append(f"  {name:<{width}}  {r['net']:<{net_w}}  {stages:<10}  {_count(r['params']):>8}  "
-                     f"{_gmacs(r['gmacs']):>9}  {r['act_mb']:>7.3f}")
+                     f"{m:>9}  {r['act_mb']:>7.3f}")
     return lines
 
 
@@ -122,7 +125,10 @@ def validation_summary(study: Study, *, samples: int = SPACE_SAMPLES) -> str:
             lines.append("  no sample builds a valid network; check the space")
         else:
             (p_lo, p_hi), (g_lo, g_hi) = info["params"], info["gmacs"]
-            lines.append(f"  params {_count(p_lo)} .. {_count(p_hi)}; gmacs {_gmacs(g_lo)} .. {_gmacs(g_hi)}")
+            limit = dict(study.search.constraints).get("max_gmacs")
+            lo, hi, *cap = format_macs(g_lo, g_hi, *([] if limit is None else [limit]))
+            budget = f" (max_gmacs {limit:g} = {cap[0]})" if cap else ""
+            lines.append(f"  params {_count(p_lo)} .. {_count(p_hi)}; MACs {lo} .. {hi}{budget}")
         limits = ", ".join(f"{k} {v:g}" for k, v in study.search.constraints) or "none"
         lines.append(f"  constraints ({limits}): {info['over_budget']} of {info['samples']} samples over budget, "
                      f"{info['invalid']} impossible networks")

@@ -1,0 +1,119 @@
+"""`--set KEY=VALUE` overrides: from command-line keys to paths in the study document.
+
+Network keys may skip `model.` (`gsa.extent`, `stages.2.heads`, `width_mult`, `gsa_stages`,
+`depths` mean `model.<key>`), and every key remembers the text the user typed, so that a bad
+value is blamed on the command line rather than on the study file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+import yaml
+
+from gsa_space.config import GSA_FIELDS, STAGE_FIELDS
+from search.study_checks import Where, join
+
+__all__ = ["NETWORK_HEADS", "NETWORK_KEYS", "document_path", "set_text", "command_line_sets", "apply_sets"]
+
+NETWORK_HEADS: tuple[str, ...] = ("gsa", "stages")  # `gsa.X`, `stages.N.X`
+NETWORK_KEYS: tuple[str, ...] = ("width_mult", "gsa_stages", "depths")
+# Keys people write without their section; the top-level did-you-mean cannot find these.
+_SECTION_HINTS = dict.fromkeys(GSA_FIELDS, "gsa")
+
+
+def document_path(key: str) -> str:
+    """The document path a `--set` key writes: network shorthand gains `model.`, others are kept."""
+    key = str(key).strip()
+    head = key.partition(".")[0]
+    if (head in NETWORK_HEADS and "." in key) or key in NETWORK_KEYS:
+        return join("model", key)
+    return key
+
+
+def set_text(key: str, value: Any) -> str:
+    """`KEY=VALUE` as the user most likely typed it (YAML flow style; strings bare)."""
+    if value is None:
+        shown = ""
+    elif isinstance(value, str):
+        shown = value
+    else:
+        shown = yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
+        shown = shown.removesuffix("...").strip()
+    return f"{key}={shown}"
+
+
+def command_line_sets(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """(document path -> value, (document path, `KEY=VALUE` text) pairs for `Where.sets`)."""
+    values: dict[str, Any] = {}
+    texts: list[tuple[str, str]] = []
+    for key, value in overrides.items():
+        path = document_path(key)
+        values[path] = value
+        texts.append((path, set_text(str(key).strip(), value)))
+    return values, tuple(texts)
+
+
+def _check_top_level(where: Where, key: str, top_keys: tuple[str, ...], train_keys: tuple[str, ...]) -> None:
+    """A lone training or GSA field (`epochs`, `heads`) is a section-less key: say which section."""
+    if "." in key or key in top_keys:
+        return
+    section = "train" if key in train_keys else _SECTION_HINTS.get(key)
+    if section is None:
+        return  # the top-level key check names it, with its own did-you-mean
+    raise where.error("", f"unknown key {key!r} at top level; did you mean {join(section, key)!r}?", set_key=key)
+
+
+def _check_network_field(where: Where, path: str) -> None:
+    """`model.gsa.haeds` fails here with a did-you-mean, rather than deep in network building."""
+    parts = path.split(".")
+    if parts[:2] == ["model", "gsa"] and len(parts) == 3:
+        field, fields, what = parts[2], GSA_FIELDS, "GSA field"
+    elif parts[:2] == ["model", "stages"] and len(parts) == 4:
+        field, fields, what = parts[3], STAGE_FIELDS, "stage field"
+    else:
+        return
+    if field in fields:
+        return
+    close = difflib.get_close_matches(field, fields, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise where.error(path, f"unknown {what} {field!r}; expected one of: {', '.join(fields)}{hint}")
+
+
+def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any], *,
+               top_keys: tuple[str, ...] = (), train_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Document-path overrides into the document: `train.epochs`, `model.gsa.heads`, `variants.v.train.lr`.
+
+    A new `sampler.name` / `pruner.name` drops the old one's options (not the sampler seed),
+    so `--set pruner.name=asha` works on a study written for the median pruner.
+    """
+    ordered = sorted(overrides.items(), key=lambda kv: kv[0] not in ("sampler.name", "pruner.name"))
+    for key, value in ordered:
+        if top_keys:
+            _check_top_level(where, str(key), top_keys, train_keys)
+        _check_network_field(where, str(key))
+        head, _, rest = str(key).partition(".")
+        if not rest:
+            doc[head] = value
+            continue
+        section = doc.get(head)
+        if section is None:
+            section = doc[head] = {}
+        if not isinstance(section, dict):
+            raise where.error(head, f"--set {key} needs {head} to be a mapping, but it is {section!r}")
+        if head in ("sampler", "pruner") and rest == "name" and section.get("name") != value:
+            kept = {"seed": section["seed"]} if "seed" in section else {}
+            section.clear()
+            section.update(kept)
+        if head in ("variants", "space"):
+            sub_head, _, sub_rest = rest.partition(".") if head == "variants" else (rest, "", "")
+            if sub_rest:
+                inner = section.get(sub_head) or {}
+                if not isinstance(inner, dict):
+                    raise where.error(join(head, sub_head), f"--set {key} needs a mapping here, but it is {inner!r}")
+                inner[sub_rest] = value
+                section[sub_head] = inner
+                continue
+        section[rest] = value
+    return doc
