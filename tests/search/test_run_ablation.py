@@ -6,7 +6,10 @@ ledger, the run directory files, and that the data set was loaded once and put o
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 
 import optuna
 import pandas as pd
@@ -43,11 +46,13 @@ def run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(search.data, "load_data", counting_load)
     mp.setattr(ray, "put", counting_put)
+    stdout = io.StringIO()
     try:
-        code = run_from_cli(study="quickstart", name="abl", out=str(out), overrides=SETS, report=False)
+        with contextlib.redirect_stdout(stdout):
+            code = run_from_cli(study="quickstart", name="abl", out=str(out), overrides=SETS, report=False)
     finally:
         mp.undo()
-    return {"code": code, "dir": out / "abl", "calls": calls}
+    return {"code": code, "dir": out / "abl", "calls": calls, "stdout": stdout.getvalue()}
 
 
 def test_run_ablation_exit_code_zero(run):
@@ -112,3 +117,12 @@ def test_run_ablation_loads_data_once_and_puts_it_once(run):
 
 def test_run_ablation_checkpoints_per_trial_key(run):
     assert sorted(p.name for p in (run["dir"] / "checkpoints").iterdir()) == KEYS
+
+
+def test_run_ablation_progress_counts_both_concurrent_trials(run):
+    live = [int(m[0]) + int(m[1] or 0) for m in re.findall(r"\| (\d+) running(?:, (\d+) starting)? \|", run["stdout"])]
+    assert max(live) == 2  # max_concurrent 2: launched trials count while their workers start
+
+
+def test_run_ablation_final_line_counts_records(run):
+    assert f"abl: finished; 4 records: 4 complete; results in {run['dir'] / 'results.csv'}" in run["stdout"]

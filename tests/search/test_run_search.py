@@ -30,6 +30,8 @@ def gsa_nas_run(out: Path, name: str, sets: list[str], timeout: int = 300) -> su
         cmd += ["--set", item]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (out / f"{name}.stdout").write_text(proc.stdout)  # beside the run directory, for the output tests
+    (out / f"{name}.stderr").write_text(proc.stderr)
     return proc
 
 
@@ -84,7 +86,10 @@ def test_run_search_median_results_match_ledger(median_run):
     frame = pd.read_csv(median_run / "results.csv")
     study = ledger(median_run, "med")
     assert len(frame) == 6
-    assert list(frame["variant"]) == [f"trial_{t.number}" for t in study.get_trials()]
+    assert list(frame["variant"]) == list(frame["trial_id"])
+    assert list(frame["trial_id"]) == [t.user_attrs["trial_key"] for t in study.get_trials()]
+    off = frame["gsa.positional"].astype(str) == "False"  # gsa.extent is sampled only when positional
+    assert frame.loc[off, "gsa.extent"].isna().all() and frame.loc[~off, "gsa.extent"].notna().all()
     assert list(frame["epochs"]) == [t.user_attrs["epochs"] for t in study.get_trials()]
     assert frame.loc[frame["state"] == "pruned", "test_acc"].isna().all()
     meta = json.loads((median_run / "run.json").read_text())
@@ -124,3 +129,12 @@ def test_run_search_infeasible_points_start_no_ray_trial(multi_run):
     frame = pd.read_csv(multi_run / "results.csv")
     assert (frame["state"] == "infeasible").sum() == len(infeasible)
     assert frame.loc[frame["state"] == "infeasible", "val_acc"].isna().all()
+
+
+def test_run_search_output_lines_are_plain_and_quiet(median_run):
+    stdout = (median_run.parent / "med.stdout").read_text()
+    stderr = (median_run.parent / "med.stderr").read_text()
+    states = pd.read_csv(median_run / "results.csv")["state"].value_counts()
+    counts = ", ".join(f"{states[s]} {s}" for s in ("complete", "pruned") if s in states)
+    assert f"med: finished; 6 records: {counts}; results in" in stdout
+    assert "Token authentication" not in stdout + stderr  # the local cluster's auth notice is muted
