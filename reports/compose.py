@@ -23,7 +23,11 @@ from reports.render import Document, FigureRef, Section
 
 LEADERBOARD_ROWS = 20
 MAX_EDF_FACTORS = 8
-MAX_EDF_VALUES = 8  # a factor with more distinct values (a continuous one) gets no EDF
+MAX_EDF_VALUES = 8  # a factor with more distinct values is binned (numbers) or left out (text)
+EDF_BINS = 3  # quantile bins of a continuous factor's EDF
+MIN_IMPORTANCE_TRIALS = 20  # fewer complete trials: fANOVA shares get a caveat
+DASH_NOTE = ("“—” in a table means not applicable: a parameter that was inactive in that trial, "
+             "or a GSA setting of a conv net.")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Study:
     objectives: Mapping[str, str]
     space_fields: tuple[str, ...]
     header: tuple[tuple[str, str], ...]
+    continuous: tuple[str, ...] = ()  # float ranges without a step: EDFs over quantile bins
+    notes: tuple[str, ...] = ()  # extra summary bullets (e.g. fields a compared run did not record)
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,12 @@ def pareto_objectives(study: Study) -> dict[str, str]:
     return objectives
 
 
-def _shown(frame: pd.DataFrame, study: Study, extra: tuple[str, ...]) -> pd.DataFrame:
-    lead = [c for c in (C.RANK, C.RUN, C.VARIANT, C.SEED) if c in frame.columns]
+def _shown(frame: pd.DataFrame, study: Study, extra: tuple[str, ...],
+           lead: tuple[str, ...] = (C.RANK, C.RUN, C.VARIANT, C.SEED)) -> pd.DataFrame:
+    lead_cols = [c for c in lead if c in frame.columns]
     fields = [c for c in study.space_fields if c in frame.columns]
-    return fmt.format_table(frame[lead + fields + [c for c in extra if c in frame.columns]])
+    rest = [c for c in dict.fromkeys(extra) if c in frame.columns and c not in lead_cols + fields]
+    return fmt.format_table(frame[lead_cols + fields + rest])
 
 
 def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) -> Section:
@@ -87,13 +95,12 @@ def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) 
             bullets.append(f"Best variant by mean {metric}: {best[C.VARIANT]} "
                            f"({fmt.mean_std(best[C.mean_col(metric)], best[C.std_col(metric)])} "
                            f"over {best[C.N_SEEDS]} seeds).")
+        base_rows = ablation[ablation[C.VARIANT] == study.baseline]
+        base_n = int(base_rows[C.N_SEEDS].iloc[0]) if len(base_rows) else 0
         for _, row in ablation.iterrows():
             if row[C.VARIANT] == study.baseline or pd.isna(row[C.DELTA]):
                 continue
-            where = "excludes" if row[C.DELTA_LO] > 0 or row[C.DELTA_HI] < 0 else "includes"
-            test = "paired" if row[C.PAIRED] else "unpaired"
-            bullets.append(f"{row[C.VARIANT]}: {fmt.pp(row[C.DELTA])} {metric} against {study.baseline}, "
-                           f"95% CI {fmt.ci(row[C.DELTA_LO], row[C.DELTA_HI])} ({test}; the interval {where} 0).")
+            bullets.append(_delta_bullet(row, study.baseline, metric, min(int(row[C.N_SEEDS]), base_n)))
         few = ablation.loc[ablation[C.FEW_SEEDS], C.VARIANT].tolist()
         if few:
             bullets.append(f"Fewer than {C.MIN_SEEDS} complete seeds, read with care: {', '.join(few)}.")
@@ -107,7 +114,21 @@ def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) 
     front = T.pareto_front(trials, objectives)
     bullets.append(f"Pareto front over {', '.join(f'{k} ({v})' for k, v in objectives.items())}: "
                    f"{len(front)} of {len(T.complete_trials(trials))} complete trials.")
+    bullets += [*study.notes, DASH_NOTE]
     return Section("Summary", bullets=tuple(bullets))
+
+
+def _delta_bullet(row: pd.Series, baseline: str | None, metric: str, n_seeds: int) -> str:
+    """One variant's delta against the baseline; with fewer than MIN_SEEDS seeds on either side
+    the line says the interval is unreliable instead of whether it excludes 0."""
+    test = "paired" if row[C.PAIRED] else "unpaired"
+    interval = fmt.ci(row[C.DELTA_LO], row[C.DELTA_HI])
+    if n_seeds < C.MIN_SEEDS:
+        tail = f", {test} (n={n_seeds} seeds: too few for a reliable interval)"
+    else:
+        where = "excludes" if row[C.DELTA_LO] > 0 or row[C.DELTA_HI] < 0 else "includes"
+        tail = f" ({test}; the interval {where} 0)"
+    return f"{row[C.VARIANT]}: {fmt.pp(row[C.DELTA])} {metric} against {baseline}, 95% CI {interval}{tail}."
 
 
 def _mean_std(table: pd.DataFrame, col: str) -> list[str]:
@@ -141,31 +162,68 @@ def _ablation_section(study: Study, table: pd.DataFrame) -> Section:
 
 def _search_sections(study: Study, trials: pd.DataFrame, importance: pd.DataFrame | None) -> list[Section]:
     metric = primary_metric(study)
-    board = T.leaderboard(trials, metric).head(LEADERBOARD_ROWS)
-    extra = (C.PARAMS, C.GMACS, C.VAL_ACC, C.BEST_VAL_ACC, C.TEST_ACC, C.EPOCHS, C.WALL_S)
-    sections = [Section("Leaderboard", paragraphs=(f"Top {LEADERBOARD_ROWS} complete trials by {metric}.",),
-                        table=_shown(board, study, extra))]
+    full = T.leaderboard(trials, metric)
+    board = full.head(LEADERBOARD_ROWS)
+    extra = (C.PARAMS, C.GMACS, metric, C.VAL_ACC, C.TEST_ACC, C.EPOCHS, C.WALL_S)
+    which = f"All {len(full)}" if len(full) <= LEADERBOARD_ROWS else f"Top {LEADERBOARD_ROWS} of {len(full)}"
+    sections = [Section("Leaderboard", paragraphs=(f"{which} complete trials by {metric}, best first.",),
+                        table=_shown(board, study, extra, lead=(C.RANK, C.RUN, C.VARIANT)))]
     if importance is None:
         return sections
     note = importance.attrs.get("note", "")
     if importance.empty:
-        sections.append(Section("Parameter importance", paragraphs=(f"Not computed: {note}.",)))
+        sections.append(Section("Parameter importance", paragraphs=(f"Not computed: {note}.",
+                                                                    *_left_out_text(importance))))
     else:
         shown = fmt.format_table(importance.reset_index(), {c: fmt.sig3 for c in importance.columns})
-        sections.append(Section("Parameter importance", paragraphs=(f"Share of variance explained ({note}).",),
-                                table=shown))
+        sections.append(Section("Parameter importance", paragraphs=_importance_text(importance), table=shown))
     return sections
 
 
-def _edf_factors(study: Study, trials: pd.DataFrame) -> list[str]:
+def _left_out_text(importance: pd.DataFrame) -> tuple[str, ...]:
+    left_out = importance.attrs.get("left_out") or {}
+    if not left_out:
+        return ()
+    return ("Left out (fANOVA needs a parameter set, and varying, in every complete trial): "
+            + "; ".join(f"{p}: {why}" for p, why in left_out.items()) + ".",)
+
+
+def _importance_text(importance: pd.DataFrame) -> tuple[str, ...]:
+    """What the importance table is, which parameters it leaves out and why, and a caveat."""
+    texts = [f"Share of variance explained ({importance.attrs.get('note', '')}).", *_left_out_text(importance)]
+    n = importance.attrs.get("n_trials")
+    if n is not None and n < MIN_IMPORTANCE_TRIALS:
+        texts.append(f"Caveat: only {n} complete trials; fANOVA shares are rough below about "
+                     f"{MIN_IMPORTANCE_TRIALS} and can reorder as trials are added. Read them as a hint.")
+    return tuple(texts)
+
+
+def _numeric(values: pd.Series) -> bool:
+    known = [v for v in values.tolist() if not pd.isna(v)]
+    return bool(known) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in known)
+
+
+def _edf_factors(study: Study, trials: pd.DataFrame) -> list[tuple[str, int | None]]:
+    """(factor, bins) per EDF: bins=None draws one curve per value; a continuous factor (a float
+    range without a step, or numbers with too many values) gets EDF_BINS quantile bins."""
     if study.kind == "ablation":
-        return [C.VARIANT]
+        return [(C.VARIANT, None)]
     done = T.complete_trials(trials)
-    varying = []
+    varying: list[tuple[str, int | None]] = []
     for name in study.space_fields:
-        n_values = done[name].astype(str).nunique() if name in done.columns else 0
-        if 2 <= n_values <= MAX_EDF_VALUES and n_values < len(done):  # all-distinct: continuous
-            varying.append(name)
+        if name not in done.columns:
+            continue
+        values = done[name]
+        n_values = values.map(T.value_label).nunique()
+        if n_values < 2:
+            continue
+        known = values.dropna()
+        fractional = _numeric(values) and not all(float(v).is_integer() for v in known)
+        if name in study.continuous or (_numeric(values) and (n_values > MAX_EDF_VALUES or
+                                                              (fractional and n_values > EDF_BINS + 1))):
+            varying.append((name, EDF_BINS))
+        elif n_values <= MAX_EDF_VALUES:
+            varying.append((name, None))
     return varying[:MAX_EDF_FACTORS]
 
 
@@ -177,11 +235,12 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
     sections: list[Section] = []
     metric = primary_metric(study)
     by_variant = study.kind == "ablation"
+    colors = F.variant_colors(trials[C.VARIANT], study.baseline)  # one colour per variant everywhere
     ablation = None
     if study.kind == "ablation":
         ablation = T.ablation_table(trials, baseline=study.baseline, metric=metric)
         tables["ablation"] = ablation
-        figures["ablation_bars"] = F.ablation_bars(ablation, baseline=study.baseline, metric=metric)
+        figures["ablation_bars"] = F.ablation_bars(ablation, baseline=study.baseline, metric=metric, colors=colors)
         sections.append(_ablation_section(study, ablation))
     else:
         tables["leaderboard"] = T.leaderboard(trials, metric)
@@ -193,9 +252,9 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
     tables["pareto"] = front
     star = f"; star: the baseline ({study.baseline})" if study.baseline else ""
     figures["acc_vs_gmacs"] = F.accuracy_vs_compute(trials, x=C.GMACS, metric=metric, baseline=study.baseline,
-                                                     by_variant=by_variant)
+                                                     by_variant=by_variant, colors=colors)
     figures["acc_vs_params"] = F.accuracy_vs_compute(trials, x=C.PARAMS, metric=metric, baseline=study.baseline,
-                                                     by_variant=by_variant)
+                                                     by_variant=by_variant, colors=colors)
     sections.append(Section(
         "Pareto front", paragraphs=("Complete trials that no other complete trial beats on every objective.",),
         table=_shown(front, study, (C.PARAMS, C.GMACS, C.ACT_MB, C.VAL_ACC, C.TEST_ACC)),
@@ -204,11 +263,13 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
                                             f"params{star}."))))
 
     refs = []
-    for factor in _edf_factors(study, trials):
-        edf = T.error_edf(trials, factor, metric)
+    for factor, bins in _edf_factors(study, trials):
+        edf = T.error_edf(trials, factor, metric, bins=bins)
         stem = f"edf_{file_stem(factor)}"
-        tables[stem], figures[stem] = edf, F.edf_figure(edf, factor)
-        refs.append(FigureRef(stem, f"Error EDF by {factor}: the share of trials at or below each error."))
+        tables[stem] = edf
+        figures[stem] = F.edf_figure(edf, factor, colors=colors if factor == C.VARIANT else None)
+        how = f" ({factor} continuous: {EDF_BINS} quantile bins)" if bins else ""
+        refs.append(FigureRef(stem, f"Error EDF by {factor}{how}: the share of trials at or below each error."))
     sections.append(Section("Error EDFs", paragraphs=(
         "Empirical distribution of error (1 - accuracy) per design choice, after Radosavovic et al., "
         "On Network Design Spaces for Visual Recognition: a curve further left is a better choice.",),
@@ -216,7 +277,7 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
 
     if curves is not None and len(curves):
         figures["learning_curves"] = F.learning_curves(curves, trials, metric=C.VAL_ACC, baseline=study.baseline,
-                                                          by_variant=by_variant)
+                                                       by_variant=by_variant, colors=colors)
         sections.append(Section("Learning curves", figures=(
             FigureRef("learning_curves", "Validation accuracy per epoch; pruned trials faint, failed dotted."),)))
     else:

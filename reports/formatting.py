@@ -1,7 +1,8 @@
 """Number formatting for report tables: accuracy as %, deltas in percentage points, sizes and times.
 
-Every formatter turns NaN/None into an em dash, so that a missing value reads as missing and
-never as zero. `format_table` applies a formatter per column and returns a frame of strings.
+Every formatter turns NaN/None into an em dash, which means "not applicable" (an inactive
+parameter, a GSA setting of a conv net), never zero and never "the default". `format_table`
+applies a formatter per column and names columns for people (`HEADERS`; CSVs keep raw names).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from reports import columns as C
@@ -64,13 +66,14 @@ def seconds(x: object) -> str:
 
 
 def plain(x: object) -> str:
-    """Anything else: text as is, whole floats without '.0', other floats with 4 significant digits."""
+    """Anything else: text as is, yes/no for booleans, whole floats without '.0', other floats
+    with 3 significant digits."""
     if _missing(x):
         return DASH
-    if isinstance(x, bool):
+    if isinstance(x, (bool, np.bool_)):
         return "yes" if x else "no"
     if isinstance(x, float):
-        return f"{int(x)}" if x.is_integer() else f"{x:.4g}"
+        return f"{int(x)}" if x.is_integer() else f"{x:.3g}"
     return str(x)
 
 
@@ -99,11 +102,22 @@ FORMATTERS: Mapping[str, Callable[[object], str]] = {
 }
 
 
-def format_table(frame: pd.DataFrame, formatters: Mapping[str, Callable[[object], str]] | None = None) -> pd.DataFrame:
-    """A frame of strings: each column through its formatter (`FORMATTERS`, then `plain`)."""
+# column headers in tables people read; CSV files keep the raw column names
+HEADERS: Mapping[str, str] = {
+    C.TRIAL_ID: "trial", C.GMACS: "GMACs", C.ACT_MB: "act. memory (MB)", C.VAL_ACC: "val acc",
+    C.BEST_VAL_ACC: "best val acc", C.TEST_ACC: "test acc", C.WALL_S: "wall time",
+    C.IMAGES_PER_SEC: "images/s", C.BUDGET_EPOCHS: "budget (epochs)", C.BEST_EPOCH: "best epoch",
+}
+
+
+def format_table(frame: pd.DataFrame, formatters: Mapping[str, Callable[[object], str]] | None = None,
+                 *, headers: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A frame of strings: each column through its formatter (`FORMATTERS`, then `plain`), its
+    header renamed by `headers` (default `HEADERS`; pass {} to keep the raw names)."""
     chosen = {**FORMATTERS, **(formatters or {})}
+    names = HEADERS if headers is None else headers
     out = pd.DataFrame(index=range(len(frame)))
     for col in frame.columns:
         fmt = chosen.get(col, plain)
-        out[col] = [fmt(v) for v in frame[col].tolist()]
+        out[names.get(col, col)] = [fmt(v) for v in frame[col].tolist()]
     return out

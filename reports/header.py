@@ -82,14 +82,17 @@ def run_header(info: RunInfo, trials: pd.DataFrame) -> tuple[tuple[str, str], ..
     return tuple(rows)
 
 
-def comparison_header(infos: Sequence[RunInfo], trials: pd.DataFrame) -> tuple[tuple[str, str], ...]:
-    """Header rows of a report over several runs: one line per run, then shared facts."""
+def comparison_header(infos: Sequence[RunInfo], trials: pd.DataFrame,
+                      labels: Sequence[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """Header rows of a report over several runs: one line per run (by `labels`, default the run
+    names; a label other than the name also shows the directory), then shared facts."""
     rows = []
-    for info in infos:
+    for info, label in zip(infos, labels or [i.name for i in infos]):
         budget = f"{info.budget_epochs} epochs" if info.budget_epochs is not None else "budget unknown"
         data = data_text(info.run.get("data") or info.study.get("data"))
-        rows.append((f"run {info.name}", f"{info.kind}, {data}, {budget}, wall {seconds(info.wall_s)}, "
-                                          f"status: {info.status}"))
+        where = "" if label == info.name else f" ({info.name} in {info.path})"
+        rows.append((f"run {label}", f"{info.kind}, {data}, {budget}, wall {seconds(info.wall_s)}, "
+                                     f"status: {info.status}{where}"))
     walls = [i.wall_s for i in infos if i.wall_s is not None]
     rows += [
         ("trials", state_counts(trials)),

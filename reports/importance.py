@@ -2,7 +2,8 @@
 
 Uses `optuna.importance.get_param_importances` (fANOVA, seeded) per objective, over COMPLETE
 trials only (pruned and infeasible trials are PRUNED in storage, failed ones FAIL). Too few
-trials or no parameter that varies gives an empty frame whose `attrs["note"]` says why.
+trials or no parameter that varies gives an empty frame whose `attrs["note"]` says why;
+`attrs["left_out"]` names the parameters left out (inactive in some trials, or constant).
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ def _empty(objectives: Sequence[str], note: str) -> pd.DataFrame:
     return frame
 
 
-def _varying_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
-    """Parameters set in every complete trial and taking at least two distinct values."""
+def _varying_params(trials: Sequence[optuna.trial.FrozenTrial]) -> tuple[list[str], dict[str, str]]:
+    """Parameters set in every complete trial and taking at least two distinct values, and the
+    others with the reason each is left out (fANOVA needs a value in every trial, and variance)."""
+    every = sorted(set.union(*(set(t.params) for t in trials)))
     common = set.intersection(*(set(t.params) for t in trials))
-    return sorted(p for p in common if len({repr(t.params[p]) for t in trials}) >= 2)
+    kept, left_out = [], {}
+    for p in every:
+        if p not in common:
+            n = sum(p in t.params for t in trials)
+            left_out[p] = f"inactive in {len(trials) - n} of {len(trials)} complete trials"
+        elif len({repr(t.params[p]) for t in trials}) < 2:
+            left_out[p] = "constant across the complete trials"
+        else:
+            kept.append(p)
+    return kept, left_out
 
 
 def param_importance(
@@ -53,9 +65,11 @@ def param_importance(
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(done) < MIN_TRIALS:
         return _empty(names, f"needs at least {MIN_TRIALS} complete trials; the study has {len(done)}")
-    params = _varying_params(done)
+    params, left_out = _varying_params(done)
     if not params:
-        return _empty(names, "no parameter took two or more values across the complete trials")
+        frame = _empty(names, "no parameter took two or more values across the complete trials")
+        frame.attrs.update(left_out=left_out, n_trials=len(done))
+        return frame
     columns = {}
     for i, name in enumerate(names):
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
@@ -66,4 +80,6 @@ def param_importance(
     frame = frame.sort_values(names[0], ascending=False, kind="stable")
     frame.index.name = C.PARAM
     frame.attrs["note"] = f"fANOVA over {len(done)} complete trials"
+    frame.attrs["left_out"] = left_out  # {param: why}, e.g. a conditional parameter not always active
+    frame.attrs["n_trials"] = len(done)
     return frame

@@ -50,7 +50,9 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
        max-width: 1100px; padding: 0 1rem; color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2rem; }
 p.description { color: #555; margin-top: 0; }
-table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.88rem; }
+div.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.8rem 0; }
+table { border-collapse: collapse; margin: 0; font-size: 0.88rem; }
+table.header { margin: 0.8rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.55rem; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 table.header td { text-align: left; } table.header td:first-child { font-weight: 600; background: #fafafa; }
@@ -92,14 +94,15 @@ def render_markdown(doc: Document) -> str:
 
 
 def html_table(table: pd.DataFrame, css_class: str = "") -> str:
-    """An HTML table of a frame of strings, every cell escaped."""
+    """An HTML table of a frame of strings, every cell escaped, in a horizontally scrolling box."""
     cls = f' class="{css_class}"' if css_class else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
         for row in table.itertuples(index=False)
     )
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table_html = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table-wrap">{table_html}</div>'  # wide tables scroll, the page does not
 
 
 def _data_uri(png: bytes) -> str:

@@ -125,22 +125,78 @@ def pareto_front(trials: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Data
     return front.sort_values(first, ascending=(mode == "min"), kind="stable").reset_index(drop=True)
 
 
-def error_edf(trials: pd.DataFrame, factor: str, metric: str = C.VAL_ACC) -> pd.DataFrame:
+def value_label(x: object) -> str:
+    """A factor value as text in EDF tables and legends: yes/no for booleans (as the report
+    tables write them), "(unset)" where the factor did not apply, anything else as str()."""
+    if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)):
+        return UNSET
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    return str(x)
+
+
+def _order_key(x: object) -> tuple[int, float, str]:
+    """Sort key of a raw factor value: unset first, then numbers in numeric order, then text."""
+    label = value_label(x)
+    if label == UNSET:
+        return (0, 0.0, "")
+    try:
+        return (1, float(x), "")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return (2, 0.0, label)
+
+
+def quantile_bins(values: pd.Series, bins: int) -> tuple[pd.Series, pd.Series]:
+    """Numeric `values` cut into at most `bins` quantile bins of near-equal counts.
+
+    Returns (label, order) per value: label "[lo, hi]" spans the values that fell in the bin
+    (3 significant digits); order is the bin's 0-based index; NaN values get "(unset)", -1.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, but got {bins=}")
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    known = numbers.dropna()
+    labels = pd.Series(UNSET, index=values.index, dtype=object)
+    order = pd.Series(-1, index=values.index, dtype="int64")
+    if known.empty:
+        return labels, order
+    q = min(bins, int(known.nunique()))
+    codes = pd.qcut(known.rank(method="dense"), q=q, labels=False, duplicates="drop").astype("int64")
+    for code in sorted(codes.unique()):
+        members = known[codes == code]
+        labels[members.index] = f"[{members.min():.3g}, {members.max():.3g}]"
+        order[members.index] = int(code)
+    return labels, order
+
+
+def error_edf(trials: pd.DataFrame, factor: str, metric: str = C.VAL_ACC, *, bins: int | None = None) -> pd.DataFrame:
     """Empirical distribution of error (1 - metric) of complete trials, per value of `factor`.
 
-    Tidy: one row per trial with columns value (the factor's value as text; "(unset)" when the
-    factor did not apply), error, and cum_fraction = the share of that value's trials with an
-    error at most this one (i/n for the i-th smallest of n). Rows sorted by value, then error.
+    Tidy: one row per trial with columns value (the factor's value as text, see `value_label`;
+    "(unset)" when the factor did not apply), error, and cum_fraction = the share of that value's
+    trials with an error at most this one (i/n for the i-th smallest of n). With `bins`, a
+    continuous factor is cut into that many quantile bins labelled "[lo, hi]" instead. Rows are
+    sorted by value (unset first, numbers in numeric order, then text), then error.
     """
     _require(trials, C.STATE, factor, metric)
     done = complete_trials(trials).dropna(subset=[metric])
-    values = done[factor].map(lambda x: UNSET if pd.isna(x) else str(x))
-    frame = pd.DataFrame({C.FACTOR_VALUE: values.to_numpy(),
-                          C.ERROR: 1.0 - done[metric].to_numpy(dtype=float)})
-    frame = frame.sort_values([C.FACTOR_VALUE, C.ERROR], kind="stable").reset_index(drop=True)
-    rank = frame.groupby(C.FACTOR_VALUE).cumcount() + 1
-    size = frame.groupby(C.FACTOR_VALUE)[C.ERROR].transform("size")
+    if bins is not None:
+        values, order = quantile_bins(done[factor], bins)
+        keys = order.map(lambda k: (0, 0.0, "") if k < 0 else (1, float(k), ""))
+    else:
+        values = done[factor].map(value_label)
+        keys = done[factor].map(_order_key)
+    frame = pd.DataFrame({C.FACTOR_VALUE: values.to_numpy(), C.ERROR: 1.0 - done[metric].to_numpy(dtype=float)})
+    first: dict[str, tuple] = {}
+    for label, key in zip(values.tolist(), keys.tolist()):  # one key per label keeps groups contiguous
+        first[label] = min(first.get(label, key), key)
+    rank_of = {label: i for i, label in enumerate(sorted(first, key=lambda lab: (first[lab], lab)))}
+    frame["_order"] = [rank_of[label] for label in values.tolist()]
+    frame = frame.sort_values(["_order", C.ERROR], kind="stable").drop(columns="_order").reset_index(drop=True)
+    rank = frame.groupby(C.FACTOR_VALUE, sort=False).cumcount() + 1
+    size = frame.groupby(C.FACTOR_VALUE, sort=False)[C.ERROR].transform("size")
     frame[C.CUM_FRACTION] = (rank / size).astype(float)
+    frame.attrs["binned"] = bins is not None
     return frame
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from reports import columns as C
+from reports.combine import combine_runs, run_labels
 from reports.compose import ReportParts, Study, compose_report, primary_metric
 from reports.header import comparison_header, run_header
 from reports.importance import param_importance
@@ -53,6 +54,17 @@ def _importance(info: RunInfo) -> pd.DataFrame | None:
         frame = pd.DataFrame(columns=names)
         frame.attrs["note"] = f"could not read the Optuna study ({type(err).__name__}: {str(err).splitlines()[0]})"
         return frame
+
+
+def _continuous(infos: Sequence[RunInfo]) -> tuple[str, ...]:
+    """Search-space fields declared as a float range without a step: no per-value EDF."""
+    out = []
+    for info in infos:
+        space = info.study.get("space") or {}
+        for name, spec in space.items() if isinstance(space, dict) else ():
+            if isinstance(spec, dict) and "float" in spec and spec.get("step") is None and name not in out:
+                out.append(name)
+    return tuple(out)
 
 
 def _curves(run_dir: Path) -> pd.DataFrame | None:
@@ -98,26 +110,10 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     study = Study(
         title=f"{info.name}: {info.kind} report", description=info.description, kind=info.kind,
         baseline=info.baseline, objectives=dict(info.objectives), space_fields=info.space_fields,
-        header=run_header(info, trials),
+        header=run_header(info, trials), continuous=_continuous([info]),
     )
     parts = compose_report(study, trials, _curves(info.path), _importance(info))
     return _save(parts, Path(out) if out is not None else info.path)
-
-
-def _prefixed(infos: Sequence[RunInfo], frames: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
-    """Each run's trials with a `run` column; variant names that clash across runs get `run/`."""
-    seen: dict[str, set[str]] = {}
-    for info, frame in zip(infos, frames):
-        for variant in set(frame[C.VARIANT]):
-            seen.setdefault(variant, set()).add(info.name)
-    out = []
-    for info, frame in zip(infos, frames):
-        frame = frame.copy()
-        frame.insert(0, C.RUN, info.name)
-        frame[C.VARIANT] = [f"{info.name}/{v}" if len(seen[v]) > 1 else v for v in frame[C.VARIANT]]
-        frame[C.TRIAL_ID] = f"{info.name}/" + frame[C.TRIAL_ID]
-        out.append(frame)
-    return out
 
 
 def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path:
@@ -129,40 +125,39 @@ def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path
     if not run_dirs:
         raise ReportError("compare needs at least one run directory, but got none")
     infos = [load_run_info(d) for d in run_dirs]
-    names = [i.name for i in infos]
-    if len(set(names)) != len(names):
-        raise ReportError(f"compare needs runs with distinct names, but got {names}")
-    frames = _prefixed(infos, [load_results(i.path) for i in infos])
-    trials = pd.concat(frames, ignore_index=True)
+    labels = run_labels(infos)
+    fields = tuple(dict.fromkeys(f for i in infos for f in i.space_fields))
+    trials, unknown = combine_runs(infos, [load_results(i.path) for i in infos], labels, fields)
     curve_frames = []
-    for info in infos:
+    for info, label in zip(infos, labels):
         curves = _curves(info.path)
         if curves is not None:
-            curve_frames.append(curves.assign(**{C.TRIAL_ID: f"{info.name}/" + curves[C.TRIAL_ID]}))
+            curve_frames.append(curves.assign(**{C.TRIAL_ID: f"{label}/" + curves[C.TRIAL_ID]}))
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else None
     kind = "ablation" if all(i.kind == "ablation" for i in infos) else "search"
-    baseline = _comparison_baseline(infos, trials) if kind == "ablation" else None
-    fields = tuple(dict.fromkeys(f for i in infos for f in i.space_fields))
+    baseline = _comparison_baseline(infos[0], labels[0], trials) if kind == "ablation" else None
     objectives = dict(infos[0].objectives)
+    notes = tuple(f"Run {label} did not record {', '.join(missing)} and its study does not say: shown as "
+                  f"\"—\" (unknown) in its rows." for label, missing in unknown.items())
     study = Study(
-        title=f"comparison: {', '.join(names)}",
-        description=" / ".join(f"{i.name}: {i.description}" for i in infos if i.description),
+        title=f"comparison: {', '.join(labels)}",
+        description=" / ".join(f"{label}: {i.description}" for label, i in zip(labels, infos) if i.description),
         kind=kind, baseline=baseline, objectives=objectives, space_fields=fields,
-        header=comparison_header(infos, trials),
+        header=comparison_header(infos, trials, labels), continuous=_continuous(infos), notes=notes,
     )
     if primary_metric(study) not in trials.columns:
-        raise ReportError(f"objective {primary_metric(study)!r} of run {names[0]} is not a results column")
+        raise ReportError(f"objective {primary_metric(study)!r} of run {labels[0]} is not a results column")
     parts = compose_report(study, trials, curves, None)
     out = Path(out)
     return _save(parts, out)
 
 
-def _comparison_baseline(infos: Sequence[RunInfo], trials: pd.DataFrame) -> str | None:
+def _comparison_baseline(info: RunInfo, label: str, trials: pd.DataFrame) -> str | None:
     """The first run's baseline, under its prefixed name when the name clashed."""
-    base = infos[0].baseline
+    base = info.baseline
     if base is None:
         return None
-    for name in (base, f"{infos[0].name}/{base}"):
+    for name in (base, f"{label}/{base}"):
         if (trials[C.VARIANT] == name).any():
             return name
     return None

@@ -56,7 +56,7 @@ def test_learning_curves_pruned_faint(search_run):
     alphas = sorted({line.get_alpha() for line in ax.get_lines() if line.get_xydata().size})
     assert alphas == [0.25, 0.9]
     assert ax.get_xlabel() == "epoch"
-    assert _legend_texts(fig) == ["complete trials", "pruned (faint)"]
+    assert _legend_texts(fig) == ["complete trials", "pruned (faint)", "failed (dotted)"]
 
 
 def test_edf_figure_one_line_per_value(search_run):

@@ -110,9 +110,22 @@ def test_write_comparison_concatenates_runs(tmp_path, ablation_run):
     assert "| run quick | ablation, digits, 4 epochs, wall 5.0 min, status: finished |" in md
 
 
-def test_write_comparison_duplicate_names_raise(ablation_run, tmp_path):
-    with pytest.raises(ReportError, match=r"distinct names, but got \['quick', 'quick'\]"):
-        write_comparison([ablation_run, ablation_run], out=tmp_path / "cmp")
+def test_write_comparison_same_named_runs_labelled_by_parent(tmp_path):
+    a = build_ablation(tmp_path / "a" / "quick")
+    b = build_ablation(tmp_path / "b" / "quick")
+    write_comparison([a, b], out=tmp_path / "cmp")
+    table = pd.read_csv(tmp_path / "cmp" / "tables" / "ablation.csv")
+    assert table["variant"].tolist()[:2] == ["a/quick/both", "a/quick/content_only"]
+    assert len(table) == 8
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert md.splitlines()[0] == "# comparison: a/quick, b/quick"
+    assert f"| run b/quick | ablation, digits, 4 epochs, wall 5.0 min, status: finished (quick in {b}) |" in md
+
+
+def test_write_comparison_same_directory_twice_numbered(ablation_run, tmp_path):
+    write_comparison([ablation_run, ablation_run], out=tmp_path / "cmp")
+    excluded = pd.read_csv(tmp_path / "cmp" / "tables" / "excluded.csv")
+    assert excluded["run"].tolist() == [f"{ablation_run}#1", f"{ablation_run}#2"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
