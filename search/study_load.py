@@ -142,8 +142,9 @@ def parse_train(where: Where, raw: Any) -> TrainConfig:
     chk.required(where, "train", t, "epochs", "the full training budget, a positive integer")
     values = {k: train_value(where, join("train", k), k, v) for k, v in t.items()}
     if values.get("warmup_epochs", 0) >= values["epochs"]:
+        blame = "train.epochs" if where.origin("train.epochs") and not where.origin("train.warmup_epochs") else None
         raise where.error("train.warmup_epochs", f"{values['warmup_epochs']} must be smaller than "
-                                                 f"train.epochs ({values['epochs']})")
+                                                 f"train.epochs ({values['epochs']})", set_key=blame)
     return TrainConfig(**values)
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from gsa_space.describe import describe_net, format_table, variants_table
+from gsa_space.describe import describe_net, format_macs, format_table, variants_table
 from gsa_space.variants import list_variants
 from search.cli import main
 
@@ -76,3 +76,24 @@ def test_cli_describe_bad_override_is_one_line_error(capsys):
     assert main(["describe", "gsa_resnet_tiny", "--set", "stages.2.heads=3"]) == 2
     err = capsys.readouterr().err
     assert err == "gsa-nas: error: stages.2.heads=3 must divide stages.2.width=32\n"
+
+
+@pytest.mark.parametrize("gmacs, expected", [
+    ((0.001435, 0.0013), ["1.435M", "1.300M"]),
+    ((4.1, 0.35), ["4.100G", "0.350G"]),
+    ((0.0999999,), ["100.0M"]),
+    ((0.00005,), ["50.00k"]),
+    ((123.4, 12.0), ["123.4G", "12.0G"]),
+])
+def test_format_macs_one_unit_four_significant_digits(gmacs: tuple[float, ...], expected: list[str]) -> None:
+    assert format_macs(*gmacs) == expected
+
+
+def test_describe_net_tiny_summary_macs_in_mmacs_on_both_sides():
+    last = describe_net("gsa_resnet_tiny", overrides={}, input_size=None).splitlines()[-1]
+    assert re.search(r", MACs \d\.\d{3}M / \d\.\d{3}M = \d\.\d\dx, ", last), last
+
+
+def test_describe_net_resnet50_summary_macs_in_gmacs_on_both_sides():
+    last = describe_net("gsa_resnet50", overrides={}, input_size=None).splitlines()[-1]
+    assert re.search(r", MACs \d\.\d{3}G / \d\.\d{3}G = 0\.\d\dx, ", last), last

@@ -33,9 +33,10 @@ SEARCH: dict[str, Any] = {
 }
 
 
-def _edit(base: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def _edit(base: dict[str, Any], change: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     doc = copy.deepcopy(base)
-    change(doc)
+    if change is not None:
+        change(doc)
     return doc
 
 
@@ -125,3 +126,29 @@ def test_broken_study_fails_with_one_line(tmp_path: Path, command: str, case: st
 
 def test_broken_study_cases_cover_at_least_sixteen_problems() -> None:
     assert len({c[0] for c in CASES}) == len(CASES) >= 16
+
+
+# (case id, --set items on the valid ablation, text the one error line must contain after `--set ITEM on FILE: `)
+SET_CASES: list[tuple[str, list[str], str]] = [
+    ("seeds_as_text", ["seeds=0,1"], 'seeds: \'0,1\' must be a non-empty list of integers, e.g. --set "seeds=[0, 1]"'),
+    ("even_extent_shorthand", ["gsa.extent=4"], "model.gsa.extent: 4 gives an impossible network: "
+                                                "stages.1.extent=4 must be an odd int >= 1 or 'global'"),
+    ("heads_not_dividing_shorthand", ["stages.2.heads=3"], "model.stages.2.heads: 3 gives an impossible network: "
+                                                           "stages.2.heads=3 must divide stages.2.width=32"),
+    ("epochs_without_section", ["epochs=3"], "unknown key 'epochs' at top level; did you mean 'train.epochs'?"),
+    ("zero_epochs", ["train.epochs=0"], "train.epochs: 0 must be a positive integer"),
+    ("epochs_below_warmup", ["train.warmup_epochs=1", "train.epochs=1"],
+     "train.warmup_epochs: 1 must be smaller than train.epochs (1)"),
+]
+
+
+@pytest.mark.parametrize("case, items, expected", SET_CASES, ids=[c[0] for c in SET_CASES])
+def test_broken_set_blames_the_command_line(tmp_path: Path, case: str, items: list[str], expected: str) -> None:
+    path = _write(tmp_path, ABLATION, None)
+    args = ["validate", str(path)]
+    for item in items:
+        args += ["--set", item]
+    proc = _cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"gsa-nas: error: --set {items[0]} on {path}: {expected}\n"
+    assert proc.stdout == ""

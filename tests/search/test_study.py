@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from search.study import (StudyError, TrainConfig, load_study, planned_trials, resolve_trial,
                           study_to_yaml)
+from search.study_load import frozen
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
@@ -207,3 +209,86 @@ def test_train_config_defaults_match_contract() -> None:
     t = TrainConfig(epochs=1)
     assert (t.batch_size, t.optimizer, t.lr, t.momentum, t.weight_decay) == (64, "adamw", 3e-3, 0.9, 5e-4)
     assert (t.label_smoothing, t.schedule, t.warmup_epochs, t.amp, t.channels_last) == (0.0, "cosine", 0, True, True)
+
+
+def _shipped_list() -> str:
+    return ", ".join(SHIPPED)
+
+
+def test_load_study_missing_path_names_the_path_as_given() -> None:
+    with pytest.raises(StudyError) as err:
+        load_study("studies/nope.yaml")
+    assert str(err.value) == f"no such study file studies/nope.yaml (or give a study name: {_shipped_list()})"
+
+
+def test_load_study_misspelt_name_suggests_the_closest_study() -> None:
+    with pytest.raises(StudyError) as err:
+        load_study("quikstart")
+    assert str(err.value) == ("quikstart: no such study file, and no study named 'quikstart' in studies/; "
+                              f"did you mean 'quickstart'? (studies/ holds: {_shipped_list()})")
+
+
+def test_load_study_misspelt_path_suggests_a_sibling_file(tmp_path: Path) -> None:
+    _write(tmp_path, SMALL, "quickstart.yaml")
+    with pytest.raises(StudyError, match=r"^no such study file .*/quikstart\.yaml; did you mean "
+                                         r"'.*/quickstart\.yaml'\?"):
+        load_study(str(tmp_path / "quikstart.yaml"))
+
+
+def test_load_study_bare_file_name_with_wrong_suffix_suggests_the_name() -> None:
+    with pytest.raises(StudyError, match=r"^no such study file search_digits\.yml; did you mean 'search_digits'\?"):
+        load_study("search_digits.yml")
+
+
+def test_load_study_directory_is_not_a_study_file(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match=r"/ is a directory, not a study file"):
+        load_study(str(tmp_path) + "/")
+
+
+def test_load_study_set_seeds_text_blames_the_command_line() -> None:
+    with pytest.raises(StudyError) as err:
+        load_study("search_digits", {"seeds": "0,1"})
+    assert str(err.value) == (f"--set seeds=0,1 on {REPO / 'studies' / 'search_digits.yaml'}: seeds: '0,1' must be "
+                              'a non-empty list of integers, e.g. --set "seeds=[0, 1]"')
+
+
+def test_load_study_file_error_does_not_mention_set(tmp_path: Path) -> None:
+    path = _write(tmp_path, SMALL.replace("seeds: [3, 4]", "seeds: '3,4'"))
+    with pytest.raises(StudyError) as err:
+        load_study(str(path), {"train.epochs": 3})
+    assert str(err.value) == f"{path}: seeds: '3,4' must be a non-empty list of integers, e.g. [0, 1, 2]"
+
+
+@pytest.mark.parametrize("key, value, field", [("gsa.heads", 2, "gsa.heads"), ("stages.3.extent", 3, "stages.3.extent"),
+                                               ("width_mult", 0.5, "width_mult"), ("gsa_stages", [2, 3], "gsa_stages")])
+def test_load_study_set_network_shorthand_means_model_key(key: str, value: Any, field: str) -> None:
+    assert load_study("quickstart", {key: value}).model.overrides == ((field, frozen(value)),)
+
+
+def test_load_study_set_even_extent_shorthand_names_key_and_rule() -> None:
+    with pytest.raises(StudyError, match=r"^--set gsa\.extent=4 on .*search_digits\.yaml: model\.gsa\.extent: 4 gives "
+                                         r"an impossible network: stages\.1\.extent=4 must be an odd int"):
+        load_study("search_digits", {"gsa.extent": 4})
+
+
+def test_load_study_set_list_as_text_shows_list_syntax() -> None:
+    with pytest.raises(StudyError, match=r"model\.gsa_stages: '2,3' gives an impossible network: .*gsa_stages='2,3'; "
+                                         r'write a list on the command line as --set "gsa_stages=\[2, 3\]"$'):
+        load_study("search_digits", {"gsa_stages": "2,3"})
+
+
+@pytest.mark.parametrize("key, hint", [("epochs", "unknown key 'epochs' at top level; did you mean 'train.epochs'?"),
+                                       ("heads", "unknown key 'heads' at top level; did you mean 'gsa.heads'?"),
+                                       ("gsa.haeds", "model.gsa.haeds: unknown GSA field 'haeds'"),
+                                       ("stages.2.extnt", "model.stages.2.extnt: unknown stage field 'extnt'")])
+def test_load_study_set_misplaced_key_suggests_the_full_key(key: str, hint: str) -> None:
+    with pytest.raises(StudyError) as err:
+        load_study("search_digits", {key: 4})
+    assert str(err.value).startswith(f"--set {key}=4 on ")
+    assert hint in str(err.value)
+
+
+def test_load_study_set_section_typo_keeps_did_you_mean() -> None:
+    with pytest.raises(StudyError, match=r"^--set trian\.epochs=4 on .*: unknown key 'trian' at top level; .*"
+                                         r"did you mean 'train'\?$"):
+        load_study("search_digits", {"trian.epochs": 4})

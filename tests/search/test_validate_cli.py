@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,32 @@ def test_validation_summary_search_reports_budget_line(tmp_path: Path) -> None:
     text = validation_summary(_grid(tmp_path, 1e-9), samples=3)
     assert "constraints (max_gmacs 1e-09): 3 of 3 samples over budget, 0 impossible networks" in text
     assert "study 'tiny_grid' (search) is valid" in text
+
+
+def test_validate_cli_missing_path_says_no_such_study_file() -> None:
+    proc = _cli("validate", "studies/nope.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("gsa-nas: error: no such study file studies/nope.yaml (or give a study name: ")
+    assert "studies/studies" not in proc.stderr and ".yaml.yaml" not in proc.stderr
+
+
+def test_validate_cli_network_shorthand_set_is_applied() -> None:
+    proc = _cli("validate", "quickstart", "--set", "gsa.heads=2", "--set", "train.epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    doc = yaml.safe_load(proc.stdout.split("\n\n")[0])
+    assert doc["model"] == {"variant": "gsa_resnet_tiny", "gsa.heads": 2}
+
+
+def test_validation_summary_ablation_macs_column_shares_one_unit() -> None:
+    text = validation_summary(load_study("quickstart"))
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("variant "))
+    assert header.split()[-2:] == ["MACs", "act_mb"]
+    rows = text.splitlines()[-4:]
+    macs = [row.split()[-2] for row in rows]
+    assert all(re.fullmatch(r"\d\.\d{3}M", m) for m in macs), macs
+
+
+def test_validation_summary_search_range_in_the_budget_unit(tmp_path: Path) -> None:
+    text = validation_summary(_grid(tmp_path, 0.002), samples=4)
+    line = next(line for line in text.splitlines() if line.startswith("  params "))
+    assert re.fullmatch(r"  params \S+ \.\. \S+; MACs \d\.\d{3}M \.\. \d\.\d{3}M \(max_gmacs 0\.002 = 2\.000M\)", line), line
