@@ -158,21 +158,16 @@ def learning_curves(
     if joined.empty:
         _note_empty(ax, "no per-epoch records")
     key, palette = _groups(joined, by_variant, colors, baseline)
-    labelled: set[str] = set()
     for _, curve in joined.groupby(C.TRIAL_ID, sort=False):
         variant, state = curve[C.VARIANT].iloc[0], curve[C.STATE].iloc[0]
         alpha, style, _ = STATE_STYLE.get(state, STATE_STYLE[C.COMPLETE])
-        if key is None:  # states are the legend (proxies below, in a fixed order)
-            color, name = STATE_COLOR.get(state, "C0"), None
-        else:
-            group = curve[key].iloc[0]
-            color, name = palette[group], (str(group) if state == C.COMPLETE else None)
-        label = name if (name is not None and name not in labelled) else None
-        if label:
-            labelled.add(label)
+        color = STATE_COLOR.get(state, "C0") if key is None else palette[curve[key].iloc[0]]
         width = 2.0 if variant == baseline else 1.2
         ax.plot(curve[C.EPOCH].astype(float), curve[metric] * _scale(metric), color=color, linewidth=width,
-                label=label, alpha=alpha, linestyle=style)
+                alpha=alpha, linestyle=style)
+    for group, color in palette.items():  # legend: groups in palette order, then states (empty proxies)
+        if key is not None and (joined[key] == group).any():
+            ax.plot([], [], color=color, linewidth=2.0 if group == baseline else 1.2, label=str(group))
     for state in ((C.COMPLETE,) if key is None else ()) + (C.PRUNED, C.FAILED):
         if (joined[C.STATE] == state).any():  # empty proxy lines: one legend entry per state
             alpha, style, text = STATE_STYLE[state]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 
 import matplotlib.image as mpimg
+import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from reports import ablation_table, error_edf, load_curves, load_results
 from reports import columns as C
@@ -83,3 +86,76 @@ def test_figures_with_no_complete_trials_still_render(ablation_run):
     fig = F.accuracy_vs_compute(trials, baseline="both")
     assert fig.axes[0].texts[0].get_text() == "no complete trials"
     assert _png_shape(fig)[:2] == (420, 640)
+
+
+def test_learning_curves_integer_epoch_ticks(ablation_run):
+    fig = F.learning_curves(load_curves(ablation_run), load_results(ablation_run), baseline="both")
+    ax = fig.axes[0]
+    locator = ax.xaxis.get_major_locator()
+    assert isinstance(locator, MaxNLocator)
+    assert [float(t).is_integer() for t in locator()] == [True] * len(locator())
+
+
+def test_learning_curves_by_variant_colours_match_scatter(ablation_run):
+    trials = load_results(ablation_run)
+    colors = F.variant_colors(trials[C.VARIANT], "both")
+    assert colors == {"both": F.BASELINE_COLOR, "content_only": "C0", "positional_only": "C1", "conv": "C2"}
+    curves = F.learning_curves(load_curves(ablation_run), trials, baseline="both", colors=colors)
+    scatter = F.accuracy_vs_compute(trials, baseline="both", colors=colors)
+    line_colors = {t.get_text(): to_hex(h.get_color()) for t, h in
+                   zip(curves.axes[0].get_legend().get_texts(), curves.axes[0].get_legend().legend_handles)}
+    dot_colors = {c.get_label(): to_hex(c.get_facecolor()[0]) for c in scatter.axes[0].collections[:4]}
+    assert line_colors["conv"] == dot_colors["conv"] == to_hex("C2")
+    assert line_colors["both"] == dot_colors["both"] == to_hex(F.BASELINE_COLOR)
+    assert _legend_texts(curves) == ["both", "content_only", "positional_only", "conv", "failed (dotted)"]
+
+
+def test_accuracy_vs_compute_colours_runs(search_run, ablation_run):
+    a = load_results(ablation_run).assign(run="quick")
+    b = load_results(search_run).assign(run="search_small")
+    fig = F.accuracy_vs_compute(pd.concat([a, b], ignore_index=True), by_variant=False)
+    assert _legend_texts(fig) == ["quick", "search_small", "Pareto front"]
+    faces = [to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections[:2]]
+    assert faces == [to_hex("C0"), to_hex("C1")]
+
+
+def test_accuracy_vs_compute_gmacs_ticks_compact(ablation_run):
+    fig = F.accuracy_vs_compute(load_results(ablation_run), baseline="both")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    labels = [t.get_text() for t, x in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= x <= hi]
+    assert 3 <= len(labels) <= 7
+    assert [("0.00" in label) for label in labels] == [False] * len(labels)  # scaled, not 0.00125...
+    assert "10^{\u22123}" in ax.xaxis.get_offset_text().get_text()  # x10^-3 (a Unicode minus)
+
+
+def test_edf_figure_numeric_values_in_numeric_order():
+    trials = pd.DataFrame({C.STATE: "complete", "gsa.dim_key": [16, 4, 8, 16], C.VAL_ACC: [0.9, 0.8, 0.7, 0.6]})
+    fig = F.edf_figure(error_edf(trials, "gsa.dim_key"), "gsa.dim_key")
+    assert _legend_texts(fig) == ["gsa.dim_key=4 (n=1)", "gsa.dim_key=8 (n=1)", "gsa.dim_key=16 (n=2)"]
+
+
+def test_edf_figure_booleans_read_yes_no():
+    trials = pd.DataFrame({C.STATE: "complete", "gsa.positional": [True, False], C.VAL_ACC: [0.9, 0.8]})
+    fig = F.edf_figure(error_edf(trials, "gsa.positional"), "gsa.positional")
+    assert _legend_texts(fig) == ["gsa.positional=no (n=1)", "gsa.positional=yes (n=1)"]
+
+
+def test_edf_figure_float_factor_binned_legend(search_run):
+    edf = error_edf(load_results(search_run), "train.lr", bins=3)
+    fig = F.edf_figure(edf, "train.lr")
+    assert _legend_texts(fig) == ["train.lr in [0.001, 0.001] (n=2)", "train.lr in [0.002, 0.003] (n=2)",
+                                  "train.lr in [0.004, 0.005] (n=2)"]
+
+
+def test_ablation_bars_title_fits_in_figure(ablation_run):
+    table = ablation_table(load_results(ablation_run), baseline="both", resamples=500)
+    fig = F.ablation_bars(table, baseline="both")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_title() == "Δ val_acc vs both, 95% bootstrap CI"
+    box = ax.title.get_window_extent()
+    assert (box.x0 >= 0, box.x1 <= fig.bbox.x1) == (True, True)
+    hatches = [p.get_hatch() for p in ax.patches]
+    assert hatches == [None, "//", "//", None]  # conv, positional_only (worse), content_only (worse), both
