@@ -46,7 +46,7 @@ def end_summary(name: str, status: str, states: Iterable[str], run_dir: Path, lo
 
 def resume_hint(run_dir: Path, lost: int = 0) -> str:
     """The line after an interrupted session: how to continue, and what will be re-run."""
-    again = f" ({interrupted_note(lost, now=False)})" if lost else ""
+    again = f" (it re-runs the {lost} interrupted trial{'' if lost == 1 else 's'})" if lost else ""
     return f"interrupted; continue with: gsa-nas run --resume {run_dir}{again}"
 
 
@@ -202,7 +202,7 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str = "runs
     plan = plan_work(st, ledger)
     sessions = sorted((run_dir / "tune").glob("session_*")) if (run_dir / "tune").exists() else []
     rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
-    print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {plan.to_launch} trials to train"
+    print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {plan.to_launch} trial{'' if plan.to_launch == 1 else 's'} to train"
           f" ({plan.finished} already finished{rerun})", flush=True)
     start = time.monotonic()
     status, error, code = "finished", None, 0

@@ -260,5 +260,7 @@ def test_end_summary_and_resume_hint_name_the_interrupted_trial():
     note = "1 trial interrupted (closed in the Optuna storage as FAIL 'interrupted'; it is re-run on --resume)"
     assert end_summary("q", "interrupted", states, run_dir, lost=1) == (
         f"q: interrupted; 3 records: 2 complete, 1 infeasible; {note}; results in runs/q/results.csv")
-    assert resume_hint(run_dir, lost=1) == f"interrupted; continue with: gsa-nas run --resume runs/q ({note})"
+    assert resume_hint(run_dir, lost=1) == ("interrupted; continue with: gsa-nas run --resume runs/q "
+                                            "(it re-runs the 1 interrupted trial)")
+    assert resume_hint(run_dir, lost=0) == "interrupted; continue with: gsa-nas run --resume runs/q"
     assert end_summary("q", "finished", [], run_dir) == "q: finished; 0 records; results in runs/q/results.csv"
