@@ -202,7 +202,8 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str = "runs
     plan = plan_work(st, ledger)
     sessions = sorted((run_dir / "tune").glob("session_*")) if (run_dir / "tune").exists() else []
     rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
-    print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {plan.to_launch} trial{'' if plan.to_launch == 1 else 's'} to train"
+    trials = f"{plan.to_launch} trial{'' if plan.to_launch == 1 else 's'}"
+    print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {trials} to train"
           f" ({plan.finished} already finished{rerun})", flush=True)
     start = time.monotonic()
     status, error, code = "finished", None, 0
