@@ -2,7 +2,8 @@
 
 The searcher keeps the `Tally` (it is told every trial's end); the `ProgressLine` callback
 prints it every few seconds and at each trial's end:
-`[search_digits] 5/16 done (3 complete, 2 pruned, 0 failed, 1 infeasible) | 1 running, 1 starting | best val_acc 0.912 | 1m05s, ETA 2m10s`
+`[search_digits] 5/16 done (3 complete, 2 pruned, 0 failed, 1 infeasible) | 1 running, 1 starting |
+best val_acc 0.912 | 1m05s, ETA 2m10s` (one line; "starting": launched, worker still being set up).
 """
 
 from __future__ import annotations
