@@ -161,11 +161,12 @@ def quantile_bins(values: pd.Series, bins: int) -> tuple[pd.Series, pd.Series]:
     if known.empty:
         return labels, order
     q = min(bins, int(known.nunique()))
-    codes = pd.qcut(known.rank(method="dense"), q=q, labels=False, duplicates="drop").astype("int64")
-    for code in sorted(codes.unique()):
+    below = known.rank(method="min") - 1                          # values smaller than each one
+    codes = (q * below // len(known)).astype("int64").clip(upper=q - 1)  # equal values share a bin
+    for i, code in enumerate(sorted(codes.unique())):
         members = known[codes == code]
         labels[members.index] = f"[{members.min():.3g}, {members.max():.3g}]"
-        order[members.index] = int(code)
+        order[members.index] = i
     return labels, order
 
 

@@ -89,3 +89,15 @@ def test_require_browser_skips_locally_when_missing(monkeypatch, tmp_path):
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no-chromium"):
         mod._require_browser()
+
+
+def test_report_html_wide_tables_scroll_inside_the_page(driver, search_run):
+    driver.set_window_size(700, 900)
+    driver.get(write_report(search_run).resolve().as_uri())
+    page, view = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+    assert page <= view  # the page itself never scrolls sideways
+    wide = driver.execute_script(
+        "return Array.from(document.querySelectorAll('div.table-wrap'))"
+        ".filter(d => d.scrollWidth > d.clientWidth).length;")
+    assert wide >= 1  # the leaderboard is wider than 700 px and scrolls in its box

@@ -12,6 +12,7 @@ from reports import (ablation_table, compute_ledger, error_edf, excluded_trials,
                      pareto_front)
 from reports import columns as C
 from reports.stats import paired_delta_ci, unpaired_delta_ci
+from reports.tables import quantile_bins
 from rundirs import build_search
 
 
@@ -226,3 +227,60 @@ def test_param_importance_single_valued_param_is_empty_with_note(tmp_path):
 def test_param_importance_unknown_study_raises(tmp_path):
     with pytest.raises(ValueError, match="no Optuna study named 'other'"):
         param_importance(_tiny_study(tmp_path, [(0.8, 1)]), "other")
+
+
+def test_error_edf_numbers_sorted_numerically():
+    trials = _trials([("x", i, "complete", acc, 0.0, 1, 1.0, 10) for i, acc in enumerate([0.9, 0.8, 0.7])])
+    trials["gsa.dim_key"] = [16, 4, 8]
+    assert error_edf(trials, "gsa.dim_key")[C.FACTOR_VALUE].tolist() == ["4", "8", "16"]
+
+
+def test_error_edf_numbers_before_text():
+    trials = _trials([("x", i, "complete", 0.9, 0.0, 1, 1.0, 10) for i in range(3)])
+    trials["gsa.extent"] = ["global", "5", "3"]
+    assert error_edf(trials, "gsa.extent")[C.FACTOR_VALUE].tolist() == ["3", "5", "global"]
+
+
+def test_error_edf_booleans_read_yes_no():
+    trials = _trials([("x", 0, "complete", 0.8, 0.0, 1, 1.0, 10), ("y", 0, "complete", 0.6, 0.0, 1, 1.0, 10)])
+    trials["gsa.positional"] = [True, False]
+    assert error_edf(trials, "gsa.positional")[C.FACTOR_VALUE].tolist() == ["no", "yes"]
+
+
+def test_error_edf_continuous_factor_in_quantile_bins():
+    accs = [0.90, 0.85, 0.80, 0.75, 0.70, 0.65]
+    trials = _trials([("x", i, "complete", acc, 0.0, 1, 1.0, 10) for i, acc in enumerate(accs)])
+    trials["train.lr"] = [0.0011, 0.0052, 0.0023, 0.0094, 0.0031, 0.0077]
+    edf = error_edf(trials, "train.lr", bins=3)
+    assert edf[C.FACTOR_VALUE].tolist() == ["[0.0011, 0.0023]"] * 2 + ["[0.0031, 0.0052]"] * 2 + \
+        ["[0.0077, 0.0094]"] * 2
+    assert edf[C.CUM_FRACTION].tolist() == [0.5, 1.0] * 3
+    assert edf[C.ERROR].tolist() == pytest.approx([0.10, 0.20, 0.15, 0.30, 0.25, 0.35])
+
+
+def test_quantile_bins_nan_is_unset_and_few_values_fewer_bins():
+    labels, order = quantile_bins(pd.Series([1.0, np.nan, 2.0, 1.0]), 3)
+    assert labels.tolist() == ["[1, 1]", "(unset)", "[2, 2]", "[1, 1]"]
+    assert order.tolist() == [0, -1, 1, 0]
+
+
+def test_quantile_bins_zero_bins_raises():
+    with pytest.raises(ValueError, match="bins must be at least 1, but got bins=0"):
+        quantile_bins(pd.Series([1.0]), 0)
+
+
+def test_param_importance_names_left_out_parameters(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cond.db'}"
+    study = optuna.create_study(storage=url, study_name="cond", direction="maximize")
+    dists = {"gsa.heads": optuna.distributions.CategoricalDistribution([1, 2, 4]),
+             "gsa.extent": optuna.distributions.CategoricalDistribution([3, 5]),
+             "gsa.dim_key": optuna.distributions.CategoricalDistribution([8])}
+    for i, (value, heads) in enumerate([(0.8, 1), (0.7, 2), (0.9, 4), (0.6, 2)]):
+        params = {"gsa.heads": heads, "gsa.dim_key": 8, **({"gsa.extent": 3} if i % 2 else {})}
+        study.add_trial(optuna.trial.create_trial(value=value, params=params,
+                                                  distributions={k: dists[k] for k in params}))
+    frame = param_importance(url, "cond")
+    assert list(frame.index) == ["gsa.heads"]
+    assert frame.attrs["left_out"] == {"gsa.dim_key": "constant across the complete trials",
+                                       "gsa.extent": "inactive in 2 of 4 complete trials"}
+    assert frame.attrs["n_trials"] == 4

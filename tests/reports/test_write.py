@@ -188,3 +188,80 @@ def test_reports_imports_neither_search_nor_ray():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'search', 'ray'}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def _two_seed_ablation(path: Path) -> Path:
+    run = build_ablation(path)
+    results = pd.read_csv(run / "results.csv")
+    results[results["seed"] < 2].to_csv(run / "results.csv", index=False)
+    return run
+
+
+def test_write_report_two_seeds_summary_says_too_few(tmp_path):
+    run = _two_seed_ablation(tmp_path / "quick")
+    md = write_report(run).with_name("report.md").read_text()
+    assert "- conv: +2.50 pp val_acc against both, 95% CI [+2.00, +3.00] pp, paired (n=2 seeds: too few for a " \
+           "reliable interval)." in md
+    assert "the interval excludes 0" not in md
+    assert "| conv | 2 | 7.00K | 0.006 | 93.50 ± 0.71% | 92.50 ± 0.71% | +2.50 pp | [+2.00, +3.00] pp | paired " \
+           "| < 3 seeds |" in md
+
+
+def test_write_report_three_seeds_summary_says_whether_interval_excludes_zero(ablation_run):
+    md = write_report(ablation_run).with_name("report.md").read_text()
+    assert re.findall(r"^- conv: .*\((paired; the interval (?:ex|in)cludes 0)\)\.$", md, flags=re.M) == [
+        "paired; the interval excludes 0"]
+
+
+def test_write_report_leaderboard_all_trials_and_short_columns(search_run):
+    md = write_report(search_run).with_name("report.md").read_text()
+    assert "All 6 complete trials by val_acc, best first." in md
+    assert ("| rank | variant | gsa.heads | width_mult | train.lr | params | GMACs | val acc | test acc | epochs "
+            "| wall time |") in md
+    assert "| 1 | trial_3 | 4 | 1.5 | 0.005 | 9.00K | 0.008 | 92.00% | 91.00% | 4 | 2.4 min |" in md
+
+
+def test_write_report_leaderboard_top_n_of_many(search_run):
+    from reports import compose
+
+    results = pd.read_csv(search_run / "results.csv")
+    pd.concat([results] * 4, ignore_index=True).assign(trial_id=lambda f: [f"t{i}" for i in range(len(f))]) \
+        .to_csv(search_run / "results.csv", index=False)
+    md = write_report(search_run).with_name("report.md").read_text()
+    assert f"Top {compose.LEADERBOARD_ROWS} of 24 complete trials by val_acc, best first." in md
+
+
+def test_write_report_pareto_headers_for_people(ablation_run):
+    md = write_report(ablation_run).with_name("report.md").read_text()
+    assert ("| variant | seed | gsa.content | gsa.positional | model.variant | params | GMACs | act. memory (MB) "
+            "| val acc | test acc |") in md
+    pareto = pd.read_csv(ablation_run / "tables" / "pareto.csv")
+    assert ["gmacs", "act_mb", "val_acc"] == [c for c in pareto.columns if c in ("gmacs", "act_mb", "val_acc")]
+
+
+def test_write_report_dash_means_not_applicable(ablation_run):
+    md = write_report(ablation_run).with_name("report.md").read_text()
+    assert "| conv | 1 | — | — | resnet_tiny |" in md
+    assert ("- “—” in a table means not applicable: a parameter that was inactive in that trial, or a GSA "
+            "setting of a conv net.") in md
+
+
+def test_write_report_html_tables_scroll(ablation_run):
+    html = write_report(ablation_run).read_text()
+    assert html.count('<div class="table-wrap"><table>') == html.count("<table>") == 4
+    assert "div.table-wrap { overflow-x: auto;" in html
+
+
+def test_write_report_importance_left_out_and_caveat(search_run):
+    md = write_report(search_run).with_name("report.md").read_text()
+    assert ("Caveat: only 6 complete trials; fANOVA shares are rough below about 20 and can reorder as "
+            "trials are added. Read them as a hint.") in md
+    assert "Left out" not in md  # every parameter was set and varied
+
+
+def test_write_report_edf_of_float_factor_is_binned(search_run):
+    write_report(search_run)
+    edf = pd.read_csv(search_run / "tables" / "edf_train.lr.csv")
+    assert edf["value"].drop_duplicates().tolist() == ["[0.001, 0.001]", "[0.002, 0.003]", "[0.004, 0.005]"]
+    md = (search_run / "report.md").read_text()
+    assert "*Error EDF by train.lr (train.lr continuous: 3 quantile bins): the share" in md
