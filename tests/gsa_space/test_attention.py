@@ -331,3 +331,14 @@ def test_describe_gsa_resnet_tiny_extent_3_fewer_macs_than_global():
     assert local.gmacs < 0.97 * dense.gmacs
     assert f"MACs {local.gmacs * 1e3:.3f}M" in describe_net("gsa_resnet_tiny", overrides={"gsa.extent": 3})
     assert f"MACs {dense.gmacs * 1e3:.3f}M" in describe_net("gsa_resnet_tiny")
+
+
+@pytest.mark.parametrize("axis", ["col", "row"])
+@pytest.mark.parametrize("case", [(2, 2, 3, 2, 5, 4, 9), (1, 2, 2, 5, 3, 4, 7)])  # S > dv and S <= dv
+def test_relative_attention_1d_no_grad_path_matches_loop_reference(case, axis):
+    B, h, dk, dv, H, W, L = case
+    gen = torch.Generator().manual_seed(11)
+    q, v, rel = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((B, h, dk, H, W), (B, h, dv, H, W), (h, L, dk)))
+    with torch.no_grad():
+        fast = relative_attention_1d(q, v, rel, axis=axis)
+    torch.testing.assert_close(fast, ref_relative(q, v, rel, axis), rtol=0, atol=1e-9)
