@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a study (or --resume RUN_DIR)")
     p.add_argument("study", nargs="?", help="a study file, or the name of one in studies/")
     p.add_argument("--name", default=None, help="run name (default: the study's name)")
-    p.add_argument("--out", default="runs", help="parent directory of run directories")
+    p.add_argument("--out", default=None, help="parent directory of run directories (default: runs)")
     p.add_argument("--address", default=None, help="an existing Ray cluster to join")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run dir)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)

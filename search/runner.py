@@ -18,6 +18,7 @@ from search.results import records_summary
 from search.tune.plan import pending_reruns, plan_work
 
 EXIT_INTERRUPTED = 130
+DEFAULT_OUT = "runs"
 
 
 def _now() -> str:
@@ -114,7 +115,7 @@ def _open_resume(resume: str, storage: str | None,
     return st, run_dir, meta
 
 
-def _open_run(study: str | None, name: str | None, out: str, storage: str | None,
+def _open_run(study: str | None, name: str | None, out: str | None, storage: str | None,
               overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Any, Path, dict[str, Any]]:
     """(study, run dir, run.json) — validated before anything is created on disk."""
     from search.study import load_study
@@ -123,12 +124,16 @@ def _open_run(study: str | None, name: str | None, out: str, storage: str | None
         raise ValueError(f"gsa-nas run: give a study or --resume RUN_DIR, not both (got {study!r} and "
                          f"--resume {resume}); a resumed run uses its own study.yaml")
     if resume:
+        given = [flag for flag, value in (("--name", name), ("--out", out)) if value is not None]
+        if given:
+            raise ValueError(f"gsa-nas run: {' and '.join(given)} cannot be combined with --resume {resume}; "
+                             f"a resumed run keeps its directory and name")
         return _open_resume(resume, storage, overrides)
     if not study:
         raise ValueError("gsa-nas run: give a study (a file, or a name in studies/) or --resume RUN_DIR")
     st = load_study(study, overrides)
     run_name = name or st.name
-    run_dir = Path(out) / run_name
+    run_dir = Path(out or DEFAULT_OUT) / run_name
     if (run_dir / "run.json").exists():
         raise ValueError(f"run directory {run_dir} already exists; continue it with "
                          f"`gsa-nas run --resume {run_dir}`, or choose another --name")
@@ -182,12 +187,12 @@ def _report(run_dir: Path) -> None:
         print(f"report failed: {type(err).__name__}: {err}; retry with `gsa-nas report {run_dir}`")
 
 
-def run_from_cli(*, study: str | None, name: str | None = None, out: str = "runs", address: str | None = None,
+def run_from_cli(*, study: str | None, name: str | None = None, out: str | None = None, address: str | None = None,
                  storage: str | None = None, overrides: Mapping[str, Any] | None = None,
                  resume: str | None = None, report: bool = True) -> int:
     """Run (or resume) a study; returns the exit code (0 finished, 130 interrupted).
 
-    Example: `run_from_cli(study="quickstart", overrides={"train.epochs": 2}, out="runs")`.
+    Example: `run_from_cli(study="quickstart", overrides={"train.epochs": 2})` writes runs/quickstart/.
     """
     st, run_dir, meta = _open_run(study, name, out, storage, overrides, resume)
     from search.env_info import env_info

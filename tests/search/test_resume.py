@@ -209,6 +209,16 @@ def test_resume_with_study_argument_exits_2(tmp_path, capsys):
     assert snapshot(run_dir) == before
 
 
+def test_resume_with_name_or_out_exits_2(tmp_path, capsys):
+    run_dir = stored_run(tmp_path, "quickstart", {})
+    before = snapshot(run_dir)
+    assert main(["run", "--resume", str(run_dir), "--name", "other", "--out", str(tmp_path / "elsewhere")]) == 2
+    assert capsys.readouterr().err == (f"gsa-nas: error: gsa-nas run: --name and --out cannot be combined with "
+                                       f"--resume {run_dir}; a resumed run keeps its directory and name\n")
+    assert snapshot(run_dir) == before
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_resume_missing_directory_says_it_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "no" / "such"
     assert main(["run", "--resume", str(missing)]) == 2
