@@ -124,9 +124,12 @@ def _open_run(study: str | None, name: str | None, out: str | None, storage: str
         raise ValueError(f"gsa-nas run: give a study or --resume RUN_DIR, not both (got {study!r} and "
                          f"--resume {resume}); a resumed run uses its own study.yaml")
     if resume:
-        given = [flag for flag, value in (("--name", name), ("--out", out)) if value is not None]
+        # The original command line with --resume added is fine; a different place is not.
+        where = Path(resume).resolve()
+        given = [flag for flag, value, same in (("--name", name, where.name), ("--out", out, str(where.parent)))
+                 if value is not None and (value if flag == "--name" else str(Path(value).resolve())) != same]
         if given:
-            raise ValueError(f"gsa-nas run: {' and '.join(given)} cannot be combined with --resume {resume}; "
+            raise ValueError(f"gsa-nas run: {' and '.join(given)} differ from --resume {resume}; "
                              f"a resumed run keeps its directory and name")
         return _open_resume(resume, storage, overrides)
     if not study:

@@ -213,10 +213,18 @@ def test_resume_with_name_or_out_exits_2(tmp_path, capsys):
     run_dir = stored_run(tmp_path, "quickstart", {})
     before = snapshot(run_dir)
     assert main(["run", "--resume", str(run_dir), "--name", "other", "--out", str(tmp_path / "elsewhere")]) == 2
-    assert capsys.readouterr().err == (f"gsa-nas: error: gsa-nas run: --name and --out cannot be combined with "
+    assert capsys.readouterr().err == (f"gsa-nas: error: gsa-nas run: --name and --out differ from "
                                        f"--resume {run_dir}; a resumed run keeps its directory and name\n")
     assert snapshot(run_dir) == before
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_check_resume_place_accepts_the_original_name_and_out(tmp_path):
+    from search.runner import _open_run
+
+    run_dir = stored_run(tmp_path, "quickstart", {})
+    study, opened, _ = _open_run(None, run_dir.name, str(run_dir.parent), None, {}, str(run_dir))
+    assert (study.name, opened) == ("quickstart", run_dir)
 
 
 def test_resume_missing_directory_says_it_does_not_exist(tmp_path, capsys):
