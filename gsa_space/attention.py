@@ -178,6 +178,51 @@ class _DenseStep(torch.autograd.Function):
         return grad_q, grad_v, grad_emb, None, None
 
 
+def _shifts(L: int, S: int) -> list[tuple[int, int, int, int]]:
+    """(offset index, dst start, src start, length) of every nonzero offset that lands in the map."""
+    c = (L - 1) // 2
+    return [(o + c, max(0, -o), max(0, o), S - abs(o)) for o in range(max(-c, 1 - S), min(c, S - 1) + 1) if o]
+
+
+def _window_apply(logits: Tensor, v: Tensor, dim: int) -> Tensor:
+    """out[.., a, ..] = sum_o logits[.., a, .., o] * v[.., a + o, ..] along `dim`, in-map terms only.
+
+    logits: (B, H, W, h, L); v: (B, H, W, h, dv) -> (B, H, W, h, dv). One fused multiply-add
+    per offset, over the pixels whose shifted partner is inside the map.
+    """
+    c = (logits.shape[-1] - 1) // 2
+    out = torch.mul(logits[..., c, None], v)                                 # (B, H, W, h, dv): offset 0
+    for i, dst, src, n in _shifts(logits.shape[-1], v.shape[dim]):
+        weight = logits.narrow(dim, dst, n)[..., i, None]                   # (B, H', W', h, 1)
+        out.narrow(dim, dst, n).addcmul_(weight, v.narrow(dim, src, n))      # fused multiply-add
+    return out
+
+
+class _WindowApply(torch.autograd.Function):
+    """`_window_apply` with a hand-written backward that accumulates in place: autograd's
+    would build a zero-filled full-size gradient for every shifted slice."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, v: Tensor, dim: int) -> Tensor:
+        ctx.save_for_backward(logits, v)
+        ctx.dim = dim
+        return _window_apply(logits, v, dim)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (logits, v), dim = ctx.saved_tensors, ctx.dim
+        c = (logits.shape[-1] - 1) // 2
+        grad_logits = torch.zeros_like(logits)                                      # (B, H, W, h, L), its strides
+        grad_logits[..., c] = (grad * v).sum(-1)
+        grad_v = torch.mul(grad, logits[..., c, None])                              # (B, H, W, h, dv)
+        for i, dst, src, n in _shifts(logits.shape[-1], v.shape[dim]):
+            g = grad.narrow(dim, dst, n)                                            # (B, H', W', h, dv)
+            grad_logits.narrow(dim, dst, n)[..., i] = (g * v.narrow(dim, src, n)).sum(-1)
+            grad_v.narrow(dim, src, n).addcmul_(g, logits.narrow(dim, dst, n)[..., i, None])
+        return grad_logits, grad_v, None
+
+
 def _relative_windowed(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
     """The 1-D relative step for a window shorter than the axis (L < S): cost linear in L.
 
@@ -189,19 +234,17 @@ def _relative_windowed(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels
         q: (B, H, W, h, dk); v: (B, H, W, h, dv); any strides.
         channels_last_out: return (B, H, W, h, dv) if True, else (B, h, dv, H, W); contiguous.
     """
-    L = rel.shape[1]
-    c = (L - 1) // 2
+    B, H, W, h, dk = q.shape
     dim = 1 if axis == "col" else 2
-    S = q.shape[dim]
-    logits = torch.einsum("bxyjd,jod->bxyjo", q, rel)                 # (B, H, W, h, L)
-    out = torch.mul(logits[..., c, None], v)                          # (B, H, W, h, dv): offset 0
-    for o in range(max(-c, 1 - S), min(c, S - 1) + 1):
-        if o == 0:
-            continue
-        dst, src = slice(max(0, -o), S - max(0, o)), slice(max(0, o), S - max(0, -o))
-        weight = logits.narrow(dim, dst.start, dst.stop - dst.start)[..., o + c, None]  # (B, H', W', h, 1)
-        shifted = v.narrow(dim, src.start, src.stop - src.start)                         # (B, H', W', h, dv)
-        out.narrow(dim, dst.start, dst.stop - dst.start).addcmul_(weight, shifted)      # fused multiply-add
+    # Logits transposed, (h, L, N): a product whose output's last dim is long runs several times
+    # faster (forward and backward) than the (N, L) one; the apply reads one (h, N) block per offset.
+    queries = q.reshape(B * H * W, h, dk).permute(1, 2, 0)            # (h, dk, N)
+    logits = torch.bmm(rel, queries)                                  # (h, L, N)
+    logits = logits.view(h, -1, B, H, W).permute(2, 3, 4, 0, 1)       # (B, H, W, h, L), a view
+    if torch.is_grad_enabled() and (logits.requires_grad or v.requires_grad) and not torch.jit.is_tracing():
+        out = _WindowApply.apply(logits, v, dim)                      # (B, H, W, h, dv)
+    else:
+        out = _window_apply(logits, v, dim)                           # (B, H, W, h, dv)
     return out.contiguous() if channels_last_out else out.permute(0, 3, 4, 1, 2).contiguous()
 
 
