@@ -334,7 +334,7 @@ def test_describe_gsa_resnet_tiny_extent_3_fewer_macs_than_global():
 
 
 @pytest.mark.parametrize("axis", ["col", "row"])
-@pytest.mark.parametrize("case", [(2, 2, 3, 2, 5, 4, 9), (1, 2, 2, 5, 3, 4, 7)])  # S > dv and S <= dv
+@pytest.mark.parametrize("case", [(2, 2, 3, 2, 5, 4, 9), (1, 2, 2, 5, 3, 4, 7), (2, 2, 3, 2, 7, 6, 3)])  # S > dv, S <= dv, windowed
 def test_relative_attention_1d_no_grad_path_matches_loop_reference(case, axis):
     B, h, dk, dv, H, W, L = case
     gen = torch.Generator().manual_seed(11)
