@@ -57,6 +57,69 @@ def _content_channels_last(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool)
     return out.view(B, h, dv, N)
 
 
+def _content_heads(q: Tensor, keys: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """The content products one head at a time on channels-last views; no layout copies.
+
+    q, keys: (B, N, h, dk); v: (B, N, h, dv); only their last dim must be contiguous: a head's
+    (B, N, c) slice is a batch of BLAS matrices with row stride h * c, so bmm reads it in place.
+    Returns (out (B, h, dv, N), context (B, h, dv, dk)).
+    """
+    B, N, h, dk = q.shape
+    dv = v.shape[-1]
+    out = q.new_empty(B, h, dv, N)
+    context = q.new_empty(B, h, dv, dk)
+    for j in range(h):
+        torch.bmm(v[:, :, j].transpose(1, 2), keys[:, :, j], out=context[:, j])    # (B, dv, dk)
+        torch.bmm(context[:, j], q[:, :, j].transpose(1, 2), out=out[:, j])        # (B, dv, N)
+    return out, context
+
+
+class _ContentStep(torch.autograd.Function):
+    """`_content_heads` with a hand-written backward that writes each head's grads straight into
+    channels-last buffers: autograd's would copy every strided slice, or zero-fill per head."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
+        out, context = _content_heads(q, keys, v)
+        ctx.save_for_backward(q, keys, v, context)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, keys, v, context = ctx.saved_tensors
+        grad = grad.contiguous()                                                   # (B, h, dv, N)
+        grad_q, grad_keys, grad_v = (q.new_empty(t.shape) for t in (q, keys, v))  # (B, N, h, dk|dv)
+        for j in range(q.shape[2]):
+            g = grad[:, j]                                                         # (B, dv, N)
+            grad_context = torch.bmm(g, q[:, :, j])                                # (B, dv, dk)
+            torch.bmm(g.transpose(1, 2), context[:, j], out=grad_q[:, :, j])       # (B, N, dk)
+            # A contiguous (dk, dv) right factor: read transposed, the narrow product runs 3x slower.
+            torch.bmm(keys[:, :, j], grad_context.transpose(1, 2).contiguous(), out=grad_v[:, :, j])  # (B, N, dv)
+            torch.bmm(v[:, :, j], grad_context, out=grad_keys[:, :, j])            # (B, N, dk)
+        return grad_q, grad_keys, grad_v
+
+
+# Fewest positions for the by-heads content step. Measured fwd + bwd at batch 32, 8 heads, 1 thread:
+# 17% faster than the copying path at N = 1024 (C = 64), even at N = 256, 7% slower at N = 64.
+_HEADS_MIN_N = 512
+
+
+def _content_fast(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool) -> Tensor:
+    """`_content_channels_last` by heads (`_ContentStep`) on large maps; the plain ops on small
+    ones and when fvcore traces it.
+
+    q, k: (B, N, h, dk); v: (B, N, h, dv) -> (B, h, dv, N), contiguous.
+    """
+    if torch.jit.is_tracing() or q.shape[1] < _HEADS_MIN_N:
+        return _content_channels_last(q, k, v, query_norm=query_norm)
+    keys = k.softmax(dim=1)                                                        # (B, N, h, dk)
+    queries = q.softmax(dim=-1) if query_norm else q                               # (B, N, h, dk)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (queries, keys, v)):
+        return _ContentStep.apply(queries, keys, v)
+    return _content_heads(queries, keys, v)[0]
+
+
 def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
     """Relative (h, L, dk) -> absolute (size, h, dk, size): [a, j, :, a'] = rel[j, a' - a + c].
 
@@ -380,8 +443,8 @@ class GlobalSelfAttention(nn.Module):
         out = None
         if self.content:
             k = project(self.to_k).view(B, H * W, h, dk)                         # (B, N, h, dk)
-            out = _content_channels_last(q.view(B, H * W, h, dk), k, v.view(B, H * W, h, dv),
-                                         query_norm=self.query_norm).view(B, h, dv, H, W)
+            out = _content_fast(q.view(B, H * W, h, dk), k, v.view(B, H * W, h, dv),
+                                query_norm=self.query_norm).view(B, h, dv, H, W)
         if self.positional:
             pos = self._positional(q, v)                                         # (B, h, dv, H, W)
             out = pos if out is None else out + pos

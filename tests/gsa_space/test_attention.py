@@ -342,3 +342,39 @@ def test_relative_attention_1d_no_grad_path_matches_loop_reference(case, axis):
     with torch.no_grad():
         fast = relative_attention_1d(q, v, rel, axis=axis)
     torch.testing.assert_close(fast, ref_relative(q, v, rel, axis), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("query_norm", [False, True])
+@pytest.mark.parametrize("content_only", [False, True])
+def test_global_self_attention_by_heads_content_matches_loop_reference(content_only, query_norm, monkeypatch):
+    import gsa_space.attention as attention
+
+    monkeypatch.setattr(attention, "_HEADS_MIN_N", 1)  # the by-heads content step on any map
+    calls = []
+    step = attention._ContentStep.apply
+    monkeypatch.setattr(attention._ContentStep, "apply", lambda *a: calls.append(a[0].shape) or step(*a))
+    torch.manual_seed(3)
+    m = GlobalSelfAttention(4, 6, heads=2, dim_key=3, positional=not content_only, query_norm=query_norm,
+                            max_size=(4, 5)).double()
+    x = torch.randn(3, 4, 4, 5, dtype=torch.float64, requires_grad=True)
+    seed_out = torch.randn(3, 6, 4, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(x), ref_module(m, x), rtol=0, atol=1e-9)
+    params = [x] + list(m.parameters())
+    for g_fast, g_ref in zip(grads(lambda: m(x), params, seed_out), grads(lambda: ref_module(m, x), params, seed_out)):
+        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+    assert calls == [(3, 20, 2, 3)] * 2  # the forward above and the one inside grads()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref_module(m, x), rtol=0, atol=1e-9)
+    assert len(calls) == 2  # no autograd Function without gradients
+
+
+def test_global_self_attention_large_map_takes_by_heads_content_step(monkeypatch):
+    import gsa_space.attention as attention
+
+    calls = []
+    step = attention._ContentStep.apply
+    monkeypatch.setattr(attention._ContentStep, "apply", lambda *a: calls.append(a[0].shape) or step(*a))
+    m = GlobalSelfAttention(4, 4, heads=2, dim_key=2, positional=False)
+    m(torch.randn(1, 4, 16, 32, requires_grad=True))  # N = 512
+    m(torch.randn(1, 4, 16, 31, requires_grad=True))  # N = 496
+    assert calls == [(1, 512, 2, 2)]
