@@ -447,7 +447,7 @@ class GlobalSelfAttention(nn.Module):
                                 query_norm=self.query_norm).view(B, h, dv, H, W)
         if self.positional:
             pos = self._positional(q, v)                                         # (B, h, dv, H, W)
-            out = pos if out is None else out + pos
+            out = pos if out is None else out.add_(pos)                         # in place: no saved output
         out = out.view(B, self.out_channels, H, W)                               # (B, C_out, H, W)
         if self.proj is None:
             return out
