@@ -9,6 +9,7 @@ import zlib
 import pytest
 import torch
 
+from gsa_space import attention, axial
 from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
 from gsa_space.complexity import complexity, measure
 from gsa_space.describe import describe_net
@@ -251,9 +252,7 @@ def test_global_self_attention_rejects_map_larger_than_max_size():
 
 @pytest.mark.parametrize("axis", ["col", "row"])
 def test_relative_attention_1d_chunked_matches_loop_reference(axis, monkeypatch):
-    import gsa_space.attention as attention
-
-    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 2 * 4 * 4 * 4)  # one image per chunk
+    monkeypatch.setattr(axial, "_CHUNK_ELEMENTS", 2 * 4 * 4 * 4)  # one image per chunk
     gen = torch.Generator().manual_seed(7)
     q, v, rel = make((3, 2, 3, 4, 4), torch.float64, gen), make((3, 2, 2, 4, 4), torch.float64, gen), make((2, 5, 3), torch.float64, gen)
     seed_out = torch.randn(3, 2, 2, 4, 4, generator=gen, dtype=torch.float64)
@@ -266,9 +265,7 @@ def test_relative_attention_1d_chunked_matches_loop_reference(axis, monkeypatch)
 
 @pytest.mark.parametrize("axial_order", ["col_row", "row_col"])
 def test_global_self_attention_chunked_matches_loop_reference(axial_order, monkeypatch):
-    import gsa_space.attention as attention
-
-    monkeypatch.setattr(attention, "_CHUNK_ELEMENTS", 2 * 5 * 5 * 4)  # one image per chunk
+    monkeypatch.setattr(axial, "_CHUNK_ELEMENTS", 2 * 5 * 5 * 4)  # one image per chunk
     torch.manual_seed(1)
     m = GlobalSelfAttention(4, 6, heads=2, dim_key=3, axial_order=axial_order, max_size=(4, 5)).double()
     x = torch.randn(3, 4, 4, 5, dtype=torch.float64, requires_grad=True)
@@ -290,11 +287,9 @@ def test_global_self_attention_float32_matches_float64():
 
 
 def test_relative_attention_1d_windowed_path_is_taken_for_short_window(monkeypatch):
-    import gsa_space.attention as attention
-
     calls = []
-    windowed = attention._relative_windowed
-    monkeypatch.setattr(attention, "_relative_windowed", lambda *a, **k: calls.append(a[3]) or windowed(*a, **k))
+    windowed = axial._relative_windowed
+    monkeypatch.setattr(axial, "_relative_windowed", lambda *a, **k: calls.append(a[3]) or windowed(*a, **k))
     q = torch.randn(1, 1, 2, 4, 8)
     relative_attention_1d(q, q, torch.randn(1, 5, 2), axis="col")  # L = 5 >= H = 4: dense
     relative_attention_1d(q, q, torch.randn(1, 5, 2), axis="row")  # L = 5 < W = 8: windowed
@@ -347,8 +342,6 @@ def test_relative_attention_1d_no_grad_path_matches_loop_reference(case, axis):
 @pytest.mark.parametrize("query_norm", [False, True])
 @pytest.mark.parametrize("content_only", [False, True])
 def test_global_self_attention_by_heads_content_matches_loop_reference(content_only, query_norm, monkeypatch):
-    import gsa_space.attention as attention
-
     monkeypatch.setattr(attention, "_HEADS_MIN_N", 1)  # the by-heads content step on any map
     calls = []
     step = attention._ContentStep.apply
@@ -369,8 +362,6 @@ def test_global_self_attention_by_heads_content_matches_loop_reference(content_o
 
 
 def test_global_self_attention_large_map_takes_by_heads_content_step(monkeypatch):
-    import gsa_space.attention as attention
-
     calls = []
     step = attention._ContentStep.apply
     monkeypatch.setattr(attention._ContentStep, "apply", lambda *a: calls.append(a[0].shape) or step(*a))
