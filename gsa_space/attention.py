@@ -60,11 +60,12 @@ def _content_channels_last(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool)
 
 
 def _content_heads(q: Tensor, keys: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """The content products one head at a time on channels-last views; no layout copies.
+    """The content products one head at a time on channels-last views: no input layout copies.
 
     q, keys: (B, N, h, dk); v: (B, N, h, dv); only their last dim must be contiguous: a head's
     (B, N, c) slice is a batch of BLAS matrices with row stride h * c, so bmm reads it in place.
-    Returns (out (B, h, dv, N), context (B, h, dv, dk)).
+    Returns (out (B, h, dv, N), context (B, h, dv, dk)). Products go to a fresh buffer and are
+    copied into strided slots: bmm with a strided `out=` runs on one thread (2x slower at 2).
     """
     B, N, h, dk = q.shape
     dv = v.shape[-1]
@@ -72,7 +73,7 @@ def _content_heads(q: Tensor, keys: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     context = q.new_empty(B, h, dv, dk)
     for j in range(h):
         torch.bmm(v[:, :, j].transpose(1, 2), keys[:, :, j], out=context[:, j])    # (B, dv, dk)
-        torch.bmm(context[:, j], q[:, :, j].transpose(1, 2), out=out[:, j])        # (B, dv, N)
+        out[:, j].copy_(torch.bmm(context[:, j], q[:, :, j].transpose(1, 2)))      # (B, dv, N)
     return out, context
 
 
@@ -95,10 +96,11 @@ class _ContentStep(torch.autograd.Function):
         for j in range(q.shape[2]):
             g = grad[:, j]                                                         # (B, dv, N)
             grad_context = torch.bmm(g, q[:, :, j])                                # (B, dv, dk)
-            torch.bmm(g.transpose(1, 2), context[:, j], out=grad_q[:, :, j])       # (B, N, dk)
+            grad_q[:, :, j].copy_(torch.bmm(g.transpose(1, 2), context[:, j]))     # (B, N, dk)
             # A contiguous (dk, dv) right factor: read transposed, the narrow product runs 3x slower.
-            torch.bmm(keys[:, :, j], grad_context.transpose(1, 2).contiguous(), out=grad_v[:, :, j])  # (B, N, dv)
-            torch.bmm(v[:, :, j], grad_context, out=grad_keys[:, :, j])            # (B, N, dk)
+            right = grad_context.transpose(1, 2).contiguous()                      # (B, dk, dv)
+            grad_v[:, :, j].copy_(torch.bmm(keys[:, :, j], right))                 # (B, N, dv)
+            grad_keys[:, :, j].copy_(torch.bmm(v[:, :, j], grad_context))          # (B, N, dk)
         return grad_q, grad_keys, grad_v
 
 
