@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from gsa_space.attention import GlobalSelfAttention
+from search.env_info import cpu_name
 
 SHAPES: tuple[tuple[int, int], ...] = ((64, 32), (128, 16), (256, 8))  # (C, H=W): CIFAR stages
 HEADS, DIM_KEY = 8, 16
@@ -31,16 +32,6 @@ TARGETS = {  # the performance targets of DESIGN.md section 9, as checked below
     "peer_vs_gsa_geomean_min": 2.0,
     "peer_vs_gsa_each_min": 1.0,
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def candidates(C: int, H: int) -> dict[str, nn.Module]:
@@ -165,7 +156,7 @@ def main() -> None:
     report.update(
         config={"batch": args.batch, "reps": args.reps, "warmup": args.warmup, "heads": HEADS,
                 "dim_key": DIM_KEY, "timing": "forward+backward, median of interleaved reps"},
-        env={"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_model(),
+        env={"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_name(),
              "cpu_count": os.cpu_count(), "python": platform.python_version(),
              "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         times_ms=results,

@@ -41,7 +41,8 @@ def git_revision(repo: Path = REPO) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -75,5 +76,5 @@ def env_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": package_versions(),
         "git_revision": git_revision(),
-        "hardware": {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": _gpu(), "memory_gb": _memory_gb()},
+        "hardware": {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": _gpu(), "memory_gb": _memory_gb()},
     }

@@ -5,19 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 from gsa_space.describe import describe_net, format_macs, format_table, variants_table
 from gsa_space.variants import list_variants
 from search.cli import main
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _ratios(text: str) -> tuple[float, float]:
