@@ -87,6 +87,19 @@ def grads(fn, tensors, seed_out):
     return [t.grad.clone() for t in tensors]
 
 
+def assert_module_matches_reference(m, x, seed_out):
+    """Output and the grads of x and every parameter equal the loop reference to 1e-9 (float64).
+
+    Returns the module's output.
+    """
+    out = m(x)
+    torch.testing.assert_close(out, ref_module(m, x), rtol=0, atol=1e-9)
+    params = [x] + list(m.parameters())
+    for g_fast, g_ref in zip(grads(lambda: m(x), params, seed_out), grads(lambda: ref_module(m, x), params, seed_out)):
+        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+    return out
+
+
 def make(shape, dtype, gen):
     return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype).requires_grad_(True)
 
@@ -185,14 +198,8 @@ def test_global_self_attention_matches_loop_reference(kwargs, shape):
     m = GlobalSelfAttention(shape[1], out_channels, **kwargs).double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     seed_out = torch.randn(shape[0], out_channels, *shape[2:], dtype=torch.float64)
-    fast = m(x)
-    assert fast.shape == (shape[0], out_channels, *shape[2:])
-    torch.testing.assert_close(fast, ref_module(m, x), rtol=0, atol=1e-9)
-    params = [x] + list(m.parameters())
-    fast_grads = grads(lambda: m(x), params, seed_out)
-    ref_grads = grads(lambda: ref_module(m, x), params, seed_out)
-    for g_fast, g_ref in zip(fast_grads, ref_grads):
-        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+    out = assert_module_matches_reference(m, x, seed_out)
+    assert out.shape == (shape[0], out_channels, *shape[2:])
 
 
 def test_global_self_attention_every_parameter_gets_gradient():
@@ -270,10 +277,7 @@ def test_global_self_attention_chunked_matches_loop_reference(axial_order, monke
     m = GlobalSelfAttention(4, 6, heads=2, dim_key=3, axial_order=axial_order, max_size=(4, 5)).double()
     x = torch.randn(3, 4, 4, 5, dtype=torch.float64, requires_grad=True)
     seed_out = torch.randn(3, 6, 4, 5, dtype=torch.float64)
-    torch.testing.assert_close(m(x), ref_module(m, x), rtol=0, atol=1e-9)
-    params = [x] + list(m.parameters())
-    for g_fast, g_ref in zip(grads(lambda: m(x), params, seed_out), grads(lambda: ref_module(m, x), params, seed_out)):
-        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+    assert_module_matches_reference(m, x, seed_out)
 
 
 def test_global_self_attention_float32_matches_float64():
@@ -351,10 +355,7 @@ def test_global_self_attention_by_heads_content_matches_loop_reference(content_o
                             max_size=(4, 5)).double()
     x = torch.randn(3, 4, 4, 5, dtype=torch.float64, requires_grad=True)
     seed_out = torch.randn(3, 6, 4, 5, dtype=torch.float64)
-    torch.testing.assert_close(m(x), ref_module(m, x), rtol=0, atol=1e-9)
-    params = [x] + list(m.parameters())
-    for g_fast, g_ref in zip(grads(lambda: m(x), params, seed_out), grads(lambda: ref_module(m, x), params, seed_out)):
-        torch.testing.assert_close(g_fast, g_ref, rtol=0, atol=1e-9)
+    assert_module_matches_reference(m, x, seed_out)
     assert calls == [(3, 20, 2, 3)] * 2  # the forward above and the one inside grads()
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref_module(m, x), rtol=0, atol=1e-9)
