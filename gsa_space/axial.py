@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gsa_space import native
+
 
 def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
     """Relative (h, L, dk) -> absolute (size, h, dk, size): [a, j, :, a'] = rel[j, a' - a + c].
@@ -203,6 +205,23 @@ def _relative_windowed(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels
     return out.contiguous() if channels_last_out else out.permute(0, 3, 4, 1, 2).contiguous()
 
 
+class _NativeStep(torch.autograd.Function):
+    """The whole step (any L) as one fused C kernel per direction: see gsa_space/native."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_out: bool) -> Tensor:
+        ctx.save_for_backward(q, v, rel)
+        ctx.axis, ctx.channels_last_out = axis, channels_last_out
+        return native.axial_forward(q, v, rel, axis, channels_last_out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        q, v, rel = ctx.saved_tensors
+        grad_q, grad_v, grad_rel = native.axial_backward(q, v, rel, grad_out, ctx.axis, ctx.channels_last_out)
+        return grad_q, grad_v, grad_rel, None, None
+
+
 def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
     """`relative_attention_1d` on channels-last maps.
 
@@ -214,6 +233,8 @@ def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, cha
     otherwise the dense S x S logits (a banded matrix when 2 * S - 1 > L >= S). Without
     gradients (and when fvcore traces it) the dense step runs as plain ops, else as `_DenseStep`.
     """
+    if not torch.jit.is_tracing() and native.available(q, v, rel):
+        return _NativeStep.apply(q, v, rel, axis, channels_last_out)
     S = q.shape[1] if axis == "col" else q.shape[2]
     if rel.shape[1] < S:
         return _relative_windowed(q, v, rel, axis, channels_last_out=channels_last_out)

@@ -2,18 +2,39 @@
 
 The references loop over pixels and offsets (vectorised only over batch, heads and channels);
 outputs and gradients of the fast code must match them in float64 (1e-9) and float32 (1e-4 rel).
+Every test runs twice: on the C kernels (gsa_space.native) and on the PyTorch-ops path.
 """
 
+import os
 import zlib
 
 import pytest
 import torch
 
-from gsa_space import attention, axial
+from gsa_space import attention, axial, native
 from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
 from gsa_space.complexity import complexity, measure
 from gsa_space.describe import describe_net
 from gsa_space.variants import build_config
+
+
+@pytest.fixture(params=["native", "torch_ops"], autouse=True)
+def kernels(request, monkeypatch):
+    """Which implementation the fast code takes; the native one must exist under CI (gcc there)."""
+    if request.param == "native":
+        monkeypatch.delenv("GSA_NAS_NATIVE", raising=False)
+        if native.library() is None:
+            if os.environ.get("CI"):
+                pytest.fail("native kernels did not build under CI")
+            pytest.skip("native kernels unavailable (no C compiler)")
+    else:
+        monkeypatch.setenv("GSA_NAS_NATIVE", "0")
+    return request.param
+
+
+def torch_ops_only(kernels):
+    if kernels == "native":
+        pytest.skip("checks a route of the PyTorch-ops path")
 
 
 def ref_content(q, k, v, query_norm=False):
@@ -258,7 +279,8 @@ def test_global_self_attention_rejects_map_larger_than_max_size():
 
 
 @pytest.mark.parametrize("axis", ["col", "row"])
-def test_relative_attention_1d_chunked_matches_loop_reference(axis, monkeypatch):
+def test_relative_attention_1d_chunked_matches_loop_reference(axis, monkeypatch, kernels):
+    torch_ops_only(kernels)
     monkeypatch.setattr(axial, "_CHUNK_ELEMENTS", 2 * 4 * 4 * 4)  # one image per chunk
     gen = torch.Generator().manual_seed(7)
     q, v, rel = make((3, 2, 3, 4, 4), torch.float64, gen), make((3, 2, 2, 4, 4), torch.float64, gen), make((2, 5, 3), torch.float64, gen)
@@ -271,7 +293,8 @@ def test_relative_attention_1d_chunked_matches_loop_reference(axis, monkeypatch)
 
 
 @pytest.mark.parametrize("axial_order", ["col_row", "row_col"])
-def test_global_self_attention_chunked_matches_loop_reference(axial_order, monkeypatch):
+def test_global_self_attention_chunked_matches_loop_reference(axial_order, monkeypatch, kernels):
+    torch_ops_only(kernels)
     monkeypatch.setattr(axial, "_CHUNK_ELEMENTS", 2 * 5 * 5 * 4)  # one image per chunk
     torch.manual_seed(1)
     m = GlobalSelfAttention(4, 6, heads=2, dim_key=3, axial_order=axial_order, max_size=(4, 5)).double()
@@ -290,7 +313,8 @@ def test_global_self_attention_float32_matches_float64():
     assert float(err) < 1e-5
 
 
-def test_relative_attention_1d_windowed_path_is_taken_for_short_window(monkeypatch):
+def test_relative_attention_1d_windowed_path_is_taken_for_short_window(monkeypatch, kernels):
+    torch_ops_only(kernels)
     calls = []
     windowed = axial._relative_windowed
     monkeypatch.setattr(axial, "_relative_windowed", lambda *a, **k: calls.append(a[3]) or windowed(*a, **k))
@@ -345,7 +369,8 @@ def test_relative_attention_1d_no_grad_path_matches_loop_reference(case, axis):
 
 @pytest.mark.parametrize("query_norm", [False, True])
 @pytest.mark.parametrize("content_only", [False, True])
-def test_global_self_attention_by_heads_content_matches_loop_reference(content_only, query_norm, monkeypatch):
+def test_global_self_attention_by_heads_content_matches_loop_reference(content_only, query_norm, monkeypatch, kernels):
+    torch_ops_only(kernels)
     monkeypatch.setattr(attention, "_HEADS_MIN_N", 1)  # the by-heads content step on any map
     calls = []
     step = attention._ContentStep.apply
@@ -362,7 +387,8 @@ def test_global_self_attention_by_heads_content_matches_loop_reference(content_o
     assert len(calls) == 2  # no autograd Function without gradients
 
 
-def test_global_self_attention_large_map_takes_by_heads_content_step(monkeypatch):
+def test_global_self_attention_large_map_takes_by_heads_content_step(monkeypatch, kernels):
+    torch_ops_only(kernels)
     calls = []
     step = attention._ContentStep.apply
     monkeypatch.setattr(attention._ContentStep, "apply", lambda *a: calls.append(a[0].shape) or step(*a))
@@ -370,3 +396,21 @@ def test_global_self_attention_large_map_takes_by_heads_content_step(monkeypatch
     m(torch.randn(1, 4, 16, 32, requires_grad=True))  # N = 512
     m(torch.randn(1, 4, 16, 31, requires_grad=True))  # N = 496
     assert calls == [(1, 512, 2, 2)]
+
+
+@pytest.mark.parametrize("L", [5, 15])  # windowed (L < W) and dense
+def test_native_kernels_take_both_steps_and_the_content_branch(L, kernels, monkeypatch):
+    if kernels != "native":
+        pytest.skip("checks the native route")
+    calls = []
+    for fn in (axial._NativeStep, attention._NativeContent):
+        step = fn.apply
+        monkeypatch.setattr(fn, "apply", lambda *a, _s=step, _n=fn.__name__: calls.append(_n) or _s(*a))
+    m = GlobalSelfAttention(4, 4, heads=2, dim_key=2, extent=L, max_size=8)
+    m(torch.randn(2, 4, 6, 8, requires_grad=True)).sum().backward()
+    assert calls == ["_NativeContent", "_NativeStep", "_NativeStep"]
+
+
+def test_native_kernels_off_by_environment(monkeypatch):
+    monkeypatch.setenv("GSA_NAS_NATIVE", "0")
+    assert native.library() is None and not native.available(torch.zeros(1))

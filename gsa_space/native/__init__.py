@@ -1,0 +1,186 @@
+"""Fused CPU kernels in C, compiled on first use with the machine's C compiler and called via ctypes.
+
+The axial relative step is a batch of thousands of tiny products per line and head, and the
+content branch a few small ones per image and head; in PyTorch ops both are bound by per-product
+dispatch and layout copies. `kernels.c` runs one line (or image) of one head per task, reading the
+channels-last maps in place, with its intermediates in cache. No compiler, a failed build, or GSA_NAS_NATIVE=0 means
+`library()` is None and callers take the PyTorch path, which gives the same numbers.
+The shared object is cached per source, flags and CPU under $GSA_NAS_CACHE (default
+~/.cache/gsa-nas), built to a temporary name and renamed, so concurrent Ray workers are safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "axial_backward", "axial_forward", "content_backward", "content_forward", "library"]
+
+_HERE = Path(__file__).parent
+_SOURCES = ("kernels.c", "vector_ops.h", "axial_step_body.h", "content_step_body.h")
+_FLAGS = ("-O3", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
+_TUNE = ("-march=native",)  # dropped if the compiler refuses it
+_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+_I64 = ctypes.c_int64
+_PTR = ctypes.c_void_p
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("GSA_NAS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gsa-nas")
+    return Path(root)
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature line: a build with -march=native is only valid on a CPU that has them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _build(compiler: str, target: Path) -> None:
+    """Compile into a temporary file beside `target`, then rename it into place (atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        for tune in (_TUNE, ()):
+            cmd = [compiler, *_FLAGS, *tune, "-o", tmp, str(_HERE / _SOURCES[0])]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "compiler failed")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def _load() -> ctypes.CDLL | None:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        warnings.warn("gsa_space: no C compiler found; the GSA axial step runs as PyTorch ops (slower).",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update((_HERE / name).read_bytes())
+    digest.update(" ".join((compiler, *_FLAGS, *_TUNE, platform.machine(), _cpu_flags())).encode())
+    target = _cache_dir() / f"kernels-{digest.hexdigest()[:16]}.so"
+    try:
+        if not target.exists():
+            _build(compiler, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, RuntimeError) as err:
+        warnings.warn(f"gsa_space: building the native axial step failed ({err}); using PyTorch ops.",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    for suffix in _DTYPES.values():
+        getattr(lib, f"gsa_axial_forward_{suffix}").argtypes = [_PTR] * 6
+        getattr(lib, f"gsa_axial_backward_{suffix}").argtypes = [_PTR] * 9
+        getattr(lib, f"gsa_content_forward_{suffix}").argtypes = [_PTR] * 6
+        getattr(lib, f"gsa_content_backward_{suffix}").argtypes = [_PTR] * 9
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (GSA_NAS_NATIVE=0, no compiler, failed build)."""
+    if os.environ.get("GSA_NAS_NATIVE", "1") == "0":
+        return None
+    return _load()
+
+
+def available(*tensors: Tensor) -> bool:
+    """Whether the native step can take these tensors: CPU, float32 or float64, kernels loaded."""
+    return (all(t.device.type == "cpu" and t.dtype in _DTYPES and t.dtype == tensors[0].dtype for t in tensors)
+            and library() is not None)
+
+
+def _line_strides(t: Tensor, axis: str) -> list[int]:
+    """Strides of a (B, H, W, h, c) view as (image, position on the axis, line, head, channel)."""
+    b, hs, ws, j, c = t.stride()
+    return [b, hs, ws, j, c] if axis == "col" else [b, ws, hs, j, c]
+
+
+def _dims(q: Tensor, v: Tensor, rel: Tensor, axis: str) -> list[int]:
+    B, H, W, h, dk = q.shape
+    S, O = (H, W) if axis == "col" else (W, H)
+    return [B, S, O, h, dk, v.shape[-1], rel.shape[1], torch.get_num_threads()]
+
+
+def _call(name: str, dtype: torch.dtype, ints: list[int], strides: list[int], *tensors: Tensor) -> None:
+    fn = getattr(library(), f"{name}_{_DTYPES[dtype]}")
+    status = fn((_I64 * len(ints))(*ints), (_I64 * len(strides))(*strides), *(t.data_ptr() for t in tensors))
+    if status != 0:
+        raise MemoryError(f"gsa_space native {name}: out of memory for its scratch buffers")
+
+
+def axial_forward(q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_out: bool) -> Tensor:
+    """One axial relative step. q: (B, H, W, h, dk), v: (B, H, W, h, dv), any strides; rel: (h, L, dk).
+
+    Returns (B, H, W, h, dv) if `channels_last_out` else (B, h, dv, H, W), contiguous.
+    """
+    B, H, W, h, dk = q.shape
+    dv = v.shape[-1]
+    rel = rel.contiguous()
+    out = q.new_empty((B, H, W, h, dv) if channels_last_out else (B, h, dv, H, W))
+    out_view = out if channels_last_out else out.permute(0, 3, 4, 1, 2)           # (B, H, W, h, dv)
+    strides = _line_strides(q, axis) + _line_strides(v, axis) + _line_strides(out_view, axis)
+    _call("gsa_axial_forward", q.dtype, _dims(q, v, rel, axis), strides, q, v, rel, out)
+    return out
+
+
+def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, channels_last_out: bool
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of `axial_forward` for q, v (channels-last, contiguous) and rel (h, L, dk)."""
+    rel = rel.contiguous()
+    grad_view = grad if channels_last_out else grad.permute(0, 3, 4, 1, 2)        # (B, H, W, h, dv)
+    grad_q, grad_v, grad_rel = torch.empty_like(q, memory_format=torch.contiguous_format), \
+        torch.empty_like(v, memory_format=torch.contiguous_format), torch.empty_like(rel)
+    strides = [s for t in (q, v, grad_view, grad_q, grad_v) for s in _line_strides(t, axis)]
+    _call("gsa_axial_backward", q.dtype, _dims(q, v, rel, axis), strides, q, v, rel, grad_view,
+          grad_q, grad_v, grad_rel)
+    return grad_q, grad_v, grad_rel
+
+
+def _pixel_strides(t: Tensor) -> list[int]:
+    """Strides of a (B, N, h, c) view: image, position, head, channel."""
+    return list(t.stride())
+
+
+def content_forward(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
+    """Per image and head `out[n] = (v^T keys) q[n]`. q, keys: (B, N, h, dk); v: (B, N, h, dv), any
+    strides; keys already softmax-normalised over N. Returns (B, h, dv, N), contiguous."""
+    B, N, h, dk = q.shape
+    dv = v.shape[-1]
+    out = q.new_empty(B, h, dv, N)
+    strides = [s for t in (q, keys, v, out.permute(0, 3, 1, 2)) for s in _pixel_strides(t)]
+    _call("gsa_content_forward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads()], strides, q, keys, v, out)
+    return out
+
+
+def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of `content_forward` for q, keys, v: (B, N, h, c), contiguous. grad: (B, h, dv, N)."""
+    B, N, h, dk = q.shape
+    dv = v.shape[-1]
+    grads = [torch.empty(B, N, h, c, dtype=q.dtype) for c in (dk, dk, dv)]
+    strides = [s for t in (q, keys, v, grad.permute(0, 3, 1, 2), *grads) for s in _pixel_strides(t)]
+    _call("gsa_content_backward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads()], strides,
+          q, keys, v, grad.permute(0, 3, 1, 2), *grads)
+    return grads[0], grads[1], grads[2]

@@ -1,0 +1,134 @@
+/* The content branch, included once per element type after vector_ops.h.
+ *
+ * Per image and head: ctx = v^T keys (dv x dk, keys already softmax-normalised over the N
+ * positions), out[n] = ctx q[n]. One task is one (image, head): its rows stay in L2.
+ * dims: B, N, h, dk, dv, threads. Strides (strides_t, .o unused): image, position, head, channel.
+ */
+typedef struct {
+    const int64_t *dims;
+    strides_t sq, sk, sv, sg, sout, sgq, sgk, sgv;
+    const REAL *q, *k, *v, *g;
+    REAL *out, *gq, *gk, *gv;
+    int64_t t0, t1;
+    int status;
+} FN(cjob_t);
+
+/* Scratch of one task: padded copies of q and keys rows (used only when the maps' channels do not
+ * fill whole vectors), result rows, and the small matrices. */
+typedef struct {
+    int64_t N, dk, dv, dkp, dvp;
+    REAL *q, *k, *g, *oq, *ok, *ov, *ctx, *ctxt, *gctx, *gctxt;
+} FN(cscratch_t);
+
+static int FN(cscratch_init)(FN(cscratch_t) *cs, const int64_t *dims) {
+    cs->N = dims[C_N]; cs->dk = dims[C_DK]; cs->dv = dims[C_DV];
+    cs->dkp = round_up(cs->dk, VLEN); cs->dvp = round_up(cs->dv, VLEN);
+    int64_t N = cs->N, dkp = cs->dkp, dvp = cs->dvp, small = dvp * dkp;
+    REAL *m = calloc((size_t)(N * (4 * dkp + 2 * dvp) + 4 * small), sizeof(REAL));
+    if (!m) return -1;
+    cs->q = m; m += N * dkp;  cs->k = m; m += N * dkp;  cs->g = m; m += N * dvp;
+    cs->oq = m; m += N * dkp; cs->ok = m; m += N * dkp; cs->ov = m; m += N * dvp;
+    cs->ctx = m; m += small;  cs->ctxt = m; m += small;
+    cs->gctx = m; m += small; cs->gctxt = m;
+    return 0;
+}
+
+static int64_t FN(cbase)(strides_t st, int64_t t, const int64_t *dims) {
+    return (t / dims[C_H]) * st.b + (t % dims[C_H]) * st.j;
+}
+
+/* m (dv, dkp) -> mt (dk, dvp) */
+static void FN(transpose)(REAL *mt, const REAL *m, const FN(cscratch_t) *cs) {
+    for (int64_t c = 0; c < cs->dv; c++)
+        for (int64_t d = 0; d < cs->dk; d++) mt[d * cs->dvp + c] = m[c * cs->dkp + d];
+}
+
+/* ctx[c] = sum_n v[n, c] keys[n] (dv rows of dkp) and its transpose; v read in place. */
+static void FN(context)(FN(cscratch_t) *cs, const REAL *v, strides_t sv, const REAL *keys, int64_t ks) {
+    FN(gemm_rows)(cs->ctx, cs->dkp, v, sv.c, sv.s, keys, 0, ks, cs->dv, cs->N, cs->dkp, 0);
+    FN(transpose)(cs->ctxt, cs->ctx, cs);
+}
+
+static void *FN(content_forward_job)(void *arg) {
+    FN(cjob_t) *jb = arg;
+    FN(cscratch_t) cs;
+    if (FN(cscratch_init)(&cs, jb->dims)) { jb->status = -1; return NULL; }
+    for (int64_t t = jb->t0; t < jb->t1; t++) {
+        const REAL *q = jb->q + FN(cbase)(jb->sq, t, jb->dims), *v = jb->v + FN(cbase)(jb->sv, t, jb->dims);
+        int64_t ks, os;
+        const REAL *keys = FN(vector_rows)(jb->k + FN(cbase)(jb->sk, t, jb->dims), jb->sk, cs.N, cs.dk, cs.k, &ks);
+        FN(context)(&cs, v, jb->sv, keys, ks);
+        REAL *out = jb->out + FN(cbase)(jb->sout, t, jb->dims);
+        REAL *rows = FN(output_rows)(out, jb->sout, cs.dv, cs.ov, &os);
+        FN(gemm_rows)(rows, os, q, jb->sq.s, jb->sq.c, cs.ctxt, 0, cs.dvp, cs.N, cs.dk, cs.dvp, 0);  /* out[n] = ctx q[n] */
+        FN(flush_rows)(out, jb->sout, rows, cs.N, cs.dv);
+    }
+    free(cs.q);
+    return NULL;
+}
+
+static void *FN(content_backward_job)(void *arg) {
+    FN(cjob_t) *jb = arg;
+    FN(cscratch_t) cs;
+    if (FN(cscratch_init)(&cs, jb->dims)) { jb->status = -1; return NULL; }
+    int64_t N = cs.N, dkp = cs.dkp, dvp = cs.dvp, qs, ks, gqs, gks, gvs;
+    for (int64_t t = jb->t0; t < jb->t1; t++) {
+        const REAL *k = jb->k + FN(cbase)(jb->sk, t, jb->dims), *v = jb->v + FN(cbase)(jb->sv, t, jb->dims);
+        const REAL *g = jb->g + FN(cbase)(jb->sg, t, jb->dims);
+        const REAL *qrows = FN(vector_rows)(jb->q + FN(cbase)(jb->sq, t, jb->dims), jb->sq, N, cs.dk, cs.q, &qs);
+        const REAL *keys = FN(vector_rows)(k, jb->sk, N, cs.dk, cs.k, &ks);
+        FN(context)(&cs, v, jb->sv, keys, ks);
+        FN(gemm_rows)(cs.gctx, dkp, g, jb->sg.c, jb->sg.s, qrows, 0, qs, cs.dv, N, dkp, 0);  /* gctx[c] = sum_n g[n, c] q[n] */
+        FN(transpose)(cs.gctxt, cs.gctx, &cs);
+        REAL *gq = jb->gq + FN(cbase)(jb->sgq, t, jb->dims), *gk = jb->gk + FN(cbase)(jb->sgk, t, jb->dims);
+        REAL *gv = jb->gv + FN(cbase)(jb->sgv, t, jb->dims);
+        REAL *oq = FN(output_rows)(gq, jb->sgq, cs.dk, cs.oq, &gqs), *ok = FN(output_rows)(gk, jb->sgk, cs.dk, cs.ok, &gks);
+        REAL *ov = FN(output_rows)(gv, jb->sgv, cs.dv, cs.ov, &gvs);
+        FN(gemm_rows)(oq, gqs, g, jb->sg.s, jb->sg.c, cs.ctx, 0, dkp, N, cs.dv, dkp, 0);    /* gq[n] = ctx^T g[n] */
+        FN(gemm_rows)(ok, gks, v, jb->sv.s, jb->sv.c, cs.gctx, 0, dkp, N, cs.dv, dkp, 0);   /* gk[n] = gctx^T v[n] */
+        FN(gemm_rows)(ov, gvs, k, jb->sk.s, jb->sk.c, cs.gctxt, 0, dvp, N, cs.dk, dvp, 0);  /* gv[n] = gctx k[n] */
+        FN(flush_rows)(gq, jb->sgq, oq, N, cs.dk);
+        FN(flush_rows)(gk, jb->sgk, ok, N, cs.dk);
+        FN(flush_rows)(gv, jb->sgv, ov, N, cs.dv);
+    }
+    free(cs.q);
+    return NULL;
+}
+
+static int64_t FN(csplit)(FN(cjob_t) *jobs, const int64_t *dims, FN(cjob_t) proto) {
+    int64_t tasks = dims[C_B] * dims[C_H];
+    int64_t n = min64(max64(1, dims[C_THREADS]), min64(tasks, 256));
+    for (int64_t i = 0; i < n; i++) {
+        jobs[i] = proto;
+        jobs[i].t0 = tasks * i / n;
+        jobs[i].t1 = tasks * (i + 1) / n;
+    }
+    return n;
+}
+
+static int FN(crun)(void *(*fn)(void *), const int64_t *dims, FN(cjob_t) proto) {
+    FN(cjob_t) jobs[256];
+    int64_t n = FN(csplit)(jobs, dims, proto);
+    run_jobs(fn, (char *)jobs, sizeof(FN(cjob_t)), n);
+    int status = 0;
+    for (int64_t i = 0; i < n; i++) status |= jobs[i].status;
+    return status;
+}
+
+/* Strides: q, keys, v, out (4 each: image, position, head, channel). Returns 0, or -1 out of memory. */
+int FN(gsa_content_forward)(const int64_t *dims, const int64_t *strides, const REAL *q, const REAL *k,
+                             const REAL *v, REAL *out) {
+    FN(cjob_t) proto = {.dims = dims, .q = q, .k = k, .v = v, .out = out};
+    strides_t *st[] = {&proto.sq, &proto.sk, &proto.sv, &proto.sout};
+    for (int i = 0; i < 4; i++) *st[i] = (strides_t){strides[4 * i], strides[4 * i + 1], 0, strides[4 * i + 2], strides[4 * i + 3]};
+    return FN(crun)(FN(content_forward_job), dims, proto);
+}
+
+/* Strides: q, keys, v, g, gq, gk, gv (4 each). */
+int FN(gsa_content_backward)(const int64_t *dims, const int64_t *strides, const REAL *q, const REAL *k,
+                              const REAL *v, const REAL *g, REAL *gq, REAL *gk, REAL *gv) {
+    FN(cjob_t) proto = {.dims = dims, .q = q, .k = k, .v = v, .g = g, .gq = gq, .gk = gk, .gv = gv};
+    strides_t *st[] = {&proto.sq, &proto.sk, &proto.sv, &proto.sg, &proto.sgq, &proto.sgk, &proto.sgv};
+    for (int i = 0; i < 7; i++) *st[i] = (strides_t){strides[4 * i], strides[4 * i + 1], 0, strides[4 * i + 2], strides[4 * i + 3]};
+    return FN(crun)(FN(content_backward_job), dims, proto);
+}

@@ -1,0 +1,53 @@
+/* gsa-nas: fused CPU kernels of the GSA module: the axial relative step (below) and the content
+ * branch (content_step_body.h).
+ *
+ * Axial step:
+ *
+ * out[b, a, o, j, :] = sum_{a' in window(a)} (q[b, a, o, j, :] . rel[j, a' - a + c, :]) * v[b, a', o, j, :]
+ * with c = (L - 1) / 2 and the window clipped to the map (DESIGN.md section 2). Tensors are
+ * strided 5-d views (image, position along the step's axis, line, head, channel), so the
+ * column and the row step are the same call. One task is one line of one head: its logits
+ * (S x S) never leave the core's cache. Built and loaded by gsa_space/native/__init__.py.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VBYTES 32 /* 8 floats: AVX2 width, two NEON registers */
+
+typedef struct { int64_t b, s, o, j, c; } strides_t;
+
+/* dims: B, S (positions per line), O (lines per image), h, dk, dv, L, threads */
+enum { D_B, D_S, D_O, D_H, D_DK, D_DV, D_L, D_THREADS };
+/* content dims: B, N (positions), h, dk, dv, threads */
+enum { C_B, C_N, C_H, C_DK, C_DV, C_THREADS };
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Run fn(job_i) for i < n on OpenMP threads. Loaded into a process that holds PyTorch, this
+ * library binds to PyTorch's own libgomp (same soname), so the kernel shares its thread pool:
+ * separate pthreads would fight PyTorch's spinning workers for the cores. */
+static void run_jobs(void *(*fn)(void *), char *jobs, size_t job_size, int64_t n) {
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+    for (int64_t i = 0; i < n; i++) fn(jobs + i * job_size);
+}
+
+#define REAL float
+#define VLEN 8
+#define FN(name) name##_f32
+#include "vector_ops.h"
+#include "axial_step_body.h"
+#include "content_step_body.h"
+#undef REAL
+#undef VLEN
+#undef FN
+#undef VEC
+
+#define REAL double
+#define VLEN 4
+#define FN(name) name##_f64
+#include "vector_ops.h"
+#include "axial_step_body.h"
+#include "content_step_body.h"

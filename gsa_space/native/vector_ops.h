@@ -1,0 +1,132 @@
+/* Vector helpers, included once per element type with REAL, VLEN and FN(name) defined. */
+
+typedef REAL FN(vec) __attribute__((vector_size(VLEN * sizeof(REAL)), aligned(sizeof(REAL))));
+#define VEC FN(vec)
+
+/* One register tile: rows i0 .. i0+u of dst[.., 0 .. n*VLEN) (+)= sum_k s_i[k * sk] * r_i[k * rk + ..],
+ * x_i = x + i * x_row. With r_row == 0 (`shared`), every row reads the same r, loaded once per k. */
+static inline __attribute__((always_inline)) void FN(tile)(
+    REAL *dst, int64_t d_row, const REAL *s, int64_t s_row, int64_t sk, const REAL *r, int64_t r_row,
+    int64_t rk, int64_t count, int n, int u, int shared, int accumulate) {
+    VEC acc[8];
+    for (int a = 0; a < n * u; a++) acc[a] = (VEC){0};
+    for (int64_t k = 0; k < count; k++) {
+        VEC rv[4];
+        if (shared)
+            for (int b = 0; b < n; b++) rv[b] = *(const VEC *)(r + k * rk + b * VLEN);
+        for (int w = 0; w < u; w++) {
+            REAL x = s[w * s_row + k * sk];
+            for (int b = 0; b < n; b++)
+                acc[w * n + b] += x * (shared ? rv[b] : *(const VEC *)(r + w * r_row + k * rk + b * VLEN));
+        }
+    }
+    for (int w = 0; w < u; w++)
+        for (int b = 0; b < n; b++) {
+            VEC *out = (VEC *)(dst + w * d_row + b * VLEN);
+            *out = accumulate ? *out + acc[w * n + b] : acc[w * n + b];
+        }
+}
+
+/* One row with n blocks as 8/n partial sums over k: independent chains hide the FMA latency. */
+static inline __attribute__((always_inline)) void FN(row)(
+    REAL *dst, const REAL *s, int64_t sk, const REAL *r, int64_t rk, int64_t count, int n, int accumulate) {
+    const int u = 8 / n;
+    VEC acc[8];
+    for (int a = 0; a < 8; a++) acc[a] = (VEC){0};
+    int64_t k = 0;
+    for (; k + u <= count; k += u)
+        for (int w = 0; w < u; w++)
+            for (int b = 0; b < n; b++) acc[w * n + b] += s[(k + w) * sk] * *(const VEC *)(r + (k + w) * rk + b * VLEN);
+    for (; k < count; k++)
+        for (int b = 0; b < n; b++) acc[b] += s[k * sk] * *(const VEC *)(r + k * rk + b * VLEN);
+    for (int w = 1; w < u; w++)
+        for (int b = 0; b < n; b++) acc[b] += acc[w * n + b];
+    for (int b = 0; b < n; b++) {
+        VEC *out = (VEC *)(dst + b * VLEN);
+        *out = accumulate ? *out + acc[b] : acc[b];
+    }
+}
+
+#define TILE_ROWS(n, u)                                                                              \
+    do {                                                                                             \
+        int64_t i = 0;                                                                               \
+        for (; i + (u) <= rows; i += (u)) {                                                          \
+            if (r_row == 0)                                                                          \
+                FN(tile)(dst + i * d_row + x, d_row, s + i * s_row, s_row, sk, r + x, 0, rk, count,  \
+                         n, u, 1, accumulate);                                                       \
+            else                                                                                     \
+                FN(tile)(dst + i * d_row + x, d_row, s + i * s_row, s_row, sk, r + i * r_row + x,    \
+                         r_row, rk, count, n, u, 0, accumulate);                                     \
+        }                                                                                            \
+        for (; i < rows; i++)                                                                        \
+            FN(row)(dst + i * d_row + x, s + i * s_row, sk, r + i * r_row + x, rk, count, n, accumulate); \
+    } while (0)
+
+/* For rows i < rows: dst_i[0 .. width) (+)= sum_{k < count} s_i[k * sk] * r_i[k * rk + 0 .. width),
+ * x_i = x + i * x_row; width a multiple of VLEN. A batch of small row-times-matrix products in
+ * register tiles of 8 vectors (4 blocks x 2 rows, 2 x 4 or 1 x 8). */
+static void FN(gemm_rows)(REAL *dst, int64_t d_row, const REAL *s, int64_t s_row, int64_t sk,
+                          const REAL *r, int64_t r_row, int64_t rk, int64_t rows, int64_t count,
+                          int64_t width, int accumulate) {
+    for (int64_t x = 0; x < width;) {
+        if (width - x >= 4 * VLEN) { TILE_ROWS(4, 2); x += 4 * VLEN; }
+        else if (width - x >= 2 * VLEN) { TILE_ROWS(2, 4); x += 2 * VLEN; }
+        else { TILE_ROWS(1, 8); x += VLEN; }
+    }
+}
+
+#undef TILE_ROWS
+
+/* One row: dst[0 .. width) (+)= sum_{k < count} s[k * sk] * r[k * rk + 0 .. width). */
+static void FN(combine)(REAL *dst, const REAL *s, int64_t sk, const REAL *r, int64_t rk,
+                        int64_t count, int64_t width, int accumulate) {
+    FN(gemm_rows)(dst, 0, s, 0, sk, r, 0, rk, 1, count, width, accumulate);
+}
+
+/* dst (S, cp) rows <- src[a * st.s + i * st.c], i < c; the padding stays zero. Unit channel
+ * strides (the usual case) take a loop the compiler vectorises. */
+static void FN(gather_rows)(REAL *dst, int64_t cp, const REAL *src, strides_t st, int64_t S, int64_t c) {
+    if (st.c == 1) {
+        for (int64_t a = 0; a < S; a++)
+            for (int64_t i = 0; i < c; i++) dst[a * cp + i] = src[a * st.s + i];
+        return;
+    }
+    for (int64_t a = 0; a < S; a++)
+        for (int64_t i = 0; i < c; i++) dst[a * cp + i] = src[a * st.s + i * st.c];
+}
+
+static void FN(scatter_rows)(REAL *dst, strides_t st, const REAL *src, int64_t cp, int64_t S, int64_t c) {
+    if (st.c == 1) {
+        for (int64_t a = 0; a < S; a++)
+            for (int64_t i = 0; i < c; i++) dst[a * st.s + i] = src[a * cp + i];
+        return;
+    }
+    if (st.s == 1) {  /* channel-major destination (NCHW outputs): runs along positions */
+        for (int64_t i = 0; i < c; i++)
+            for (int64_t a = 0; a < S; a++) dst[i * st.c + a] = src[a * cp + i];
+        return;
+    }
+    for (int64_t a = 0; a < S; a++)
+        for (int64_t i = 0; i < c; i++) dst[a * st.s + i * st.c] = src[a * cp + i];
+}
+
+/* Rows of a strided (S, c) operand for vector reads: the source itself when its channels are
+ * contiguous and fill whole vectors (no copy), else a zero-padded copy in `scratch`. */
+static const REAL *FN(vector_rows)(const REAL *src, strides_t st, int64_t S, int64_t c, REAL *scratch, int64_t *rs) {
+    if (st.c == 1 && c % VLEN == 0) { *rs = st.s; return src; }
+    *rs = round_up(c, VLEN);
+    FN(gather_rows)(scratch, *rs, src, st, S, c);
+    return scratch;
+}
+
+/* Where to write (S, c) result rows: the destination itself when it can take whole vectors, else
+ * `scratch`, which `flush_rows` then scatters. */
+static REAL *FN(output_rows)(REAL *dst, strides_t st, int64_t c, REAL *scratch, int64_t *rs) {
+    if (st.c == 1 && c % VLEN == 0) { *rs = st.s; return dst; }
+    *rs = round_up(c, VLEN);
+    return scratch;
+}
+
+static void FN(flush_rows)(REAL *dst, strides_t st, const REAL *rows, int64_t S, int64_t c) {
+    if (rows != dst) FN(scatter_rows)(dst, st, rows, round_up(c, VLEN), S, c);
+}
