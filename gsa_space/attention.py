@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from gsa_space import native
+from gsa_space.attention_native import fused_forward
 from gsa_space.axial import _relative_channels_last
 from gsa_space.config import AXIAL_ORDERS
 
@@ -105,20 +106,6 @@ class _ContentStep(torch.autograd.Function):
         return grad_q, grad_keys, grad_v
 
 
-class _NativeContent(torch.autograd.Function):
-    """The content products per image and head as one C kernel per direction (gsa_space/native)."""
-
-    @staticmethod
-    def forward(ctx, q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
-        ctx.save_for_backward(q, keys, v)
-        return native.content_forward(q, keys, v)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return native.content_backward(*ctx.saved_tensors, grad)
-
-
 # Fewest positions for the by-heads content step. Measured fwd + bwd at batch 32, 8 heads, 1 thread:
 # 17% faster than the copying path at N = 1024 (C = 64), even at N = 256, 7% slower at N = 64.
 _HEADS_MIN_N = 512
@@ -130,12 +117,7 @@ def _content_fast(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool) -> Tenso
 
     q, k: (B, N, h, dk); v: (B, N, h, dv) -> (B, h, dv, N), contiguous.
     """
-    tracing = torch.jit.is_tracing()
-    if not tracing and native.available(q, k, v):
-        keys = k.softmax(dim=1)                                                    # (B, N, h, dk)
-        queries = q.softmax(dim=-1) if query_norm else q                           # (B, N, h, dk)
-        return _NativeContent.apply(queries, keys, v)
-    if tracing or q.shape[1] < _HEADS_MIN_N:
+    if torch.jit.is_tracing() or q.shape[1] < _HEADS_MIN_N:
         return _content_channels_last(q, k, v, query_norm=query_norm)
     keys = k.softmax(dim=1)                                                        # (B, N, h, dk)
     queries = q.softmax(dim=-1) if query_norm else q                               # (B, N, h, dk)
@@ -244,6 +226,8 @@ class GlobalSelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, C_in, H, W = x.shape
         self._check_size(H, W)
+        if not torch.jit.is_tracing() and native.available(x, self.to_q.weight):
+            return self._project_out(fused_forward(self, x))
         h, dk, dv = self.heads, self.dim_key, self.dim_value
         # 1x1 convolutions as matmuls on one channels-last copy of x: the attention steps read
         # channels-last maps, whose layout changes copy contiguous runs of channels.
@@ -259,9 +243,12 @@ class GlobalSelfAttention(nn.Module):
         if self.positional:
             pos = self._positional(q, v)                                         # (B, h, dv, H, W)
             out = pos if out is None else out.add_(pos)                         # in place: no saved output
-        out = out.view(B, self.out_channels, H, W)                               # (B, C_out, H, W)
+        return self._project_out(out.view(B, self.out_channels, H, W))          # (B, C_out, H, W)
+
+    def _project_out(self, out: Tensor) -> Tensor:
         if self.proj is None:
             return out
+        B, C, H, W = out.shape
         weight = self.proj.weight.flatten(1)                                     # (C_out, C_out)
-        out = torch.matmul(weight, out.view(B, self.out_channels, H * W))        # (B, C_out, N)
-        return (out + self.proj.bias[:, None]).view(B, self.out_channels, H, W)
+        out = torch.matmul(weight, out.reshape(B, C, H * W))                     # (B, C_out, N)
+        return (out + self.proj.bias[:, None]).view(B, C, H, W)

@@ -118,10 +118,10 @@ def _line_strides(t: Tensor, axis: str) -> list[int]:
     return [b, hs, ws, j, c] if axis == "col" else [b, ws, hs, j, c]
 
 
-def _dims(q: Tensor, v: Tensor, rel: Tensor, axis: str) -> list[int]:
+def _dims(q: Tensor, v: Tensor, rel: Tensor, axis: str, *flags: bool) -> list[int]:
     B, H, W, h, dk = q.shape
     S, O = (H, W) if axis == "col" else (W, H)
-    return [B, S, O, h, dk, v.shape[-1], rel.shape[1], torch.get_num_threads()]
+    return [B, S, O, h, dk, v.shape[-1], rel.shape[1], torch.get_num_threads(), *map(int, flags)]
 
 
 def _call(name: str, dtype: torch.dtype, ints: list[int], strides: list[int], *tensors: Tensor) -> None:
@@ -131,37 +131,42 @@ def _call(name: str, dtype: torch.dtype, ints: list[int], strides: list[int], *t
         raise MemoryError(f"gsa_space native {name}: out of memory for its scratch buffers")
 
 
-def axial_forward(q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_out: bool) -> Tensor:
+def _nchw_as_lines(t: Tensor) -> Tensor:
+    """(B, h, dv, H, W) -> a (B, H, W, h, dv) view."""
+    return t.permute(0, 3, 4, 1, 2)
+
+
+def axial_forward(q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_out: bool,
+                  add_to: Tensor | None = None) -> Tensor:
     """One axial relative step. q: (B, H, W, h, dk), v: (B, H, W, h, dv), any strides; rel: (h, L, dk).
 
-    Returns (B, H, W, h, dv) if `channels_last_out` else (B, h, dv, H, W), contiguous.
+    Returns (B, H, W, h, dv) if `channels_last_out` else (B, h, dv, H, W), contiguous; or adds the
+    step into `add_to` (that shape, any strides) and returns it.
     """
     B, H, W, h, dk = q.shape
     dv = v.shape[-1]
     rel = rel.contiguous()
-    out = q.new_empty((B, H, W, h, dv) if channels_last_out else (B, h, dv, H, W))
-    out_view = out if channels_last_out else out.permute(0, 3, 4, 1, 2)           # (B, H, W, h, dv)
+    out = add_to if add_to is not None else q.new_empty((B, H, W, h, dv) if channels_last_out else (B, h, dv, H, W))
+    out_view = out if channels_last_out else _nchw_as_lines(out)                 # (B, H, W, h, dv)
     strides = _line_strides(q, axis) + _line_strides(v, axis) + _line_strides(out_view, axis)
-    _call("gsa_axial_forward", q.dtype, _dims(q, v, rel, axis), strides, q, v, rel, out)
+    _call("gsa_axial_forward", q.dtype, _dims(q, v, rel, axis, add_to is not None, False), strides, q, v, rel, out)
     return out
 
 
-def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, channels_last_out: bool
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of `axial_forward` for q, v (channels-last, contiguous) and rel (h, L, dk)."""
+def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, channels_last_out: bool,
+                   grad_q: Tensor | None = None, add_q: bool = False, grad_v: Tensor | None = None,
+                   add_v: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of `axial_forward` for q, v and rel (h, L, dk). Into `grad_q` / `grad_v` (any
+    strides; added to them when `add_q` / `add_v`) or new contiguous channels-last tensors."""
     rel = rel.contiguous()
-    grad_view = grad if channels_last_out else grad.permute(0, 3, 4, 1, 2)        # (B, H, W, h, dv)
-    grad_q, grad_v, grad_rel = torch.empty_like(q, memory_format=torch.contiguous_format), \
-        torch.empty_like(v, memory_format=torch.contiguous_format), torch.empty_like(rel)
+    grad_view = grad if channels_last_out else _nchw_as_lines(grad)              # (B, H, W, h, dv)
+    grad_q = torch.empty_like(q, memory_format=torch.contiguous_format) if grad_q is None else grad_q
+    grad_v = torch.empty_like(v, memory_format=torch.contiguous_format) if grad_v is None else grad_v
+    grad_rel = torch.empty_like(rel)
     strides = [s for t in (q, v, grad_view, grad_q, grad_v) for s in _line_strides(t, axis)]
-    _call("gsa_axial_backward", q.dtype, _dims(q, v, rel, axis), strides, q, v, rel, grad_view,
+    _call("gsa_axial_backward", q.dtype, _dims(q, v, rel, axis, add_q, add_v), strides, q, v, rel, grad_view,
           grad_q, grad_v, grad_rel)
     return grad_q, grad_v, grad_rel
-
-
-def _pixel_strides(t: Tensor) -> list[int]:
-    """Strides of a (B, N, h, c) view: image, position, head, channel."""
-    return list(t.stride())
 
 
 def content_forward(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
@@ -170,17 +175,24 @@ def content_forward(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     out = q.new_empty(B, h, dv, N)
-    strides = [s for t in (q, keys, v, out.permute(0, 3, 1, 2)) for s in _pixel_strides(t)]
-    _call("gsa_content_forward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads()], strides, q, keys, v, out)
+    strides = [s for t in (q, keys, v, out.permute(0, 3, 1, 2)) for s in t.stride()]
+    _call("gsa_content_forward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads(), 0], strides, q, keys, v, out)
     return out
 
 
-def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of `content_forward` for q, keys, v: (B, N, h, c), contiguous. grad: (B, h, dv, N)."""
+def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor,
+                     into: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None),
+                     add: tuple[bool, bool, bool] = (False, False, False), softmax_keys: bool = False
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of `content_forward` for q, keys, v: (B, N, h, c). grad: (B, h, dv, N), any strides.
+    Written into the tensors of `into` (any strides; added to where `add` says) or new contiguous ones.
+    With `softmax_keys` the second is the gradient of k where keys = softmax_N(k) (never added)."""
     B, N, h, dk = q.shape
     dv = v.shape[-1]
-    grads = [torch.empty(B, N, h, c, dtype=q.dtype) for c in (dk, dk, dv)]
-    strides = [s for t in (q, keys, v, grad.permute(0, 3, 1, 2), *grads) for s in _pixel_strides(t)]
-    _call("gsa_content_backward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads()], strides,
-          q, keys, v, grad.permute(0, 3, 1, 2), *grads)
+    grads = [t if t is not None else torch.empty(B, N, h, c, dtype=q.dtype) for t, c in zip(into, (dk, dk, dv))]
+    g = grad.permute(0, 3, 1, 2)                                                   # (B, N, h, dv)
+    strides = [s for t in (q, keys, v, g, *grads) for s in t.stride()]
+    _call("gsa_content_backward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads(), *map(int, add), int(softmax_keys)],
+          strides,
+          q, keys, v, g, *grads)
     return grads[0], grads[1], grads[2]

@@ -60,33 +60,33 @@ static void FN(logits)(FN(line_t) *ln, const REAL *rt) {
 }
 
 /* y[a] = sum_{a' in window(a)} lg[a, a'] v[a'] into rows y (row stride ys). */
-static void FN(apply)(FN(line_t) *ln, REAL *y, int64_t ys) {
+static void FN(apply)(FN(line_t) *ln, REAL *y, int64_t ys, int acc) {
     if (ln->dense) {
-        FN(gemm_rows)(y, ys, ln->lg, ln->Sp, 1, ln->vrows, 0, ln->vrs, ln->S, ln->S, ln->dvp, 0);
+        FN(gemm_rows)(y, ys, ln->lg, ln->Sp, 1, ln->vrows, 0, ln->vrs, ln->S, ln->S, ln->dvp, acc);
         return;
     }
     for (int64_t a = 0, lo, hi, lo_v, hi_v; a < ln->S; a++) {
         FN(window)(ln, a, &lo, &hi, &lo_v, &hi_v);
-        FN(combine)(y + a * ys, ln->lg + a * ln->Sp + lo, 1, ln->vrows + lo * ln->vrs, ln->vrs, hi - lo + 1, ln->dvp, 0);
+        FN(combine)(y + a * ys, ln->lg + a * ln->Sp + lo, 1, ln->vrows + lo * ln->vrs, ln->vrs, hi - lo + 1, ln->dvp, acc);
     }
 }
 
 /* Backward of one line: dlg = g v^T, dq[a] = sum_a' dlg[a, a'] rel[a' - a + c] into rows dq,
  * dv[a] = sum_a' lg[a', a] g[a'] (the window is symmetric) into rows dv. */
-static void FN(line_grads)(FN(line_t) *ln, const REAL *rp, REAL *dq, int64_t dqs, REAL *dv, int64_t dvs) {
+static void FN(line_grads)(FN(line_t) *ln, const REAL *rp, REAL *dq, int64_t dqs, int qacc, REAL *dv, int64_t dvs, int vacc) {
     int64_t S = ln->S, Sp = ln->Sp, gs = ln->stg.s, gc = ln->stg.c;
     if (ln->dense) {
         FN(gemm_rows)(ln->dlg, Sp, ln->g, gs, gc, ln->vt, 0, Sp, S, ln->dv, Sp, 0);
-        FN(gemm_rows)(dq, dqs, ln->dlg, Sp, 1, rp + ln->c * ln->dkp, -ln->dkp, ln->dkp, S, S, ln->dkp, 0);
-        FN(gemm_rows)(dv, dvs, ln->lg, 1, Sp, ln->grows, 0, ln->grs, S, S, ln->dvp, 0);
+        FN(gemm_rows)(dq, dqs, ln->dlg, Sp, 1, rp + ln->c * ln->dkp, -ln->dkp, ln->dkp, S, S, ln->dkp, qacc);
+        FN(gemm_rows)(dv, dvs, ln->lg, 1, Sp, ln->grows, 0, ln->grs, S, S, ln->dvp, vacc);
         return;
     }
     for (int64_t a = 0, lo, hi, lo_v, hi_v; a < S; a++) {
         FN(window)(ln, a, &lo, &hi, &lo_v, &hi_v);
         FN(combine)(ln->dlg + a * Sp + lo_v, ln->g + a * gs, gc, ln->vt + lo_v, Sp, ln->dv, hi_v - lo_v, 0);
         FN(combine)(dq + a * dqs, ln->dlg + a * Sp + lo, 1, rp + (lo - a + ln->c) * ln->dkp, ln->dkp,
-                    hi - lo + 1, ln->dkp, 0);
-        FN(combine)(dv + a * dvs, ln->lg + lo * Sp + a, Sp, ln->grows + lo * ln->grs, ln->grs, hi - lo + 1, ln->dvp, 0);
+                    hi - lo + 1, ln->dkp, qacc);
+        FN(combine)(dv + a * dvs, ln->lg + lo * Sp + a, Sp, ln->grows + lo * ln->grs, ln->grs, hi - lo + 1, ln->dvp, vacc);
     }
 }
 
@@ -123,8 +123,8 @@ static void *FN(forward_job)(void *arg) {
         REAL *out = jb->out + FN(base)(jb->sout, t, jb->dims);
         int64_t ys;
         REAL *y = FN(output_rows)(out, jb->sout, ln.dv, ln.sy, &ys);
-        FN(apply)(&ln, y, ys);
-        FN(flush_rows)(out, jb->sout, y, ln.S, ln.dv);
+        FN(apply)(&ln, y, ys, FN(in_place_acc)(y, out, jb->dims[D_ACC1]));
+        FN(flush_rows)(out, jb->sout, y, ln.S, ln.dv, jb->dims[D_ACC1]);
     }
     free(ln.sq);
     return NULL;
@@ -141,7 +141,8 @@ static void *FN(backward_job)(void *arg) {
         FN(logits)(&ln, jb->rt + j * ln.dk * ln.Lp);
         REAL *gq = jb->gq + FN(base)(jb->sgq, t, jb->dims), *gv = jb->gv + FN(base)(jb->sgv, t, jb->dims);
         REAL *dq = FN(output_rows)(gq, jb->sgq, ln.dk, ln.sdq, &dqs), *dv = FN(output_rows)(gv, jb->sgv, ln.dv, ln.sy, &dvs);
-        FN(line_grads)(&ln, jb->rp + j * ln.L * ln.dkp, dq, dqs, dv, dvs);
+        FN(line_grads)(&ln, jb->rp + j * ln.L * ln.dkp, dq, dqs, FN(in_place_acc)(dq, gq, jb->dims[D_ACC1]),
+                       dv, dvs, FN(in_place_acc)(dv, gv, jb->dims[D_ACC2]));
         /* drel[o] += sum_a dlg[a, a + o - c] q[a], over the offsets that land in the map */
         REAL *drp = jb->drp + j * ln.L * ln.dkp;
         for (int64_t o = max64(0, ln.c - S + 1); o < min64(ln.L, ln.c + S); o++) {
@@ -149,8 +150,8 @@ static void *FN(backward_job)(void *arg) {
             FN(combine)(drp + o * ln.dkp, ln.dlg + a0 * Sp + a0 + off, Sp + 1, ln.qrows + a0 * ln.qrs, ln.qrs,
                         a1 - a0, ln.dkp, 1);
         }
-        FN(flush_rows)(gq, jb->sgq, dq, S, ln.dk);
-        FN(flush_rows)(gv, jb->sgv, dv, S, ln.dv);
+        FN(flush_rows)(gq, jb->sgq, dq, S, ln.dk, jb->dims[D_ACC1]);
+        FN(flush_rows)(gv, jb->sgv, dv, S, ln.dv, jb->dims[D_ACC2]);
     }
     free(ln.sq);
     return NULL;

@@ -49,6 +49,18 @@ static void FN(context)(FN(cscratch_t) *cs, const REAL *v, strides_t sv, const R
     FN(transpose)(cs->ctxt, cs->ctx, cs);
 }
 
+/* Keys are softmax(k) over n: grad k[n, d] = keys[n, d] (grad keys[n, d] - sum_n' keys[n', d] grad keys[n', d]),
+ * and that sum is sum_c gctx[c, d] ctx[c, d]. Rewrites the (N, dk) grad rows in place. */
+static void FN(softmax_grad)(FN(cscratch_t) *cs, REAL *rows, int64_t rs, const REAL *keys, int64_t ks) {
+    REAL dot[cs->dk];
+    for (int64_t d = 0; d < cs->dk; d++) {
+        dot[d] = 0;
+        for (int64_t c = 0; c < cs->dv; c++) dot[d] += cs->gctx[c * cs->dkp + d] * cs->ctx[c * cs->dkp + d];
+    }
+    for (int64_t n = 0; n < cs->N; n++)
+        for (int64_t d = 0; d < cs->dk; d++) rows[n * rs + d] = keys[n * ks + d] * (rows[n * rs + d] - dot[d]);
+}
+
 static void *FN(content_forward_job)(void *arg) {
     FN(cjob_t) *jb = arg;
     FN(cscratch_t) cs;
@@ -60,8 +72,9 @@ static void *FN(content_forward_job)(void *arg) {
         FN(context)(&cs, v, jb->sv, keys, ks);
         REAL *out = jb->out + FN(cbase)(jb->sout, t, jb->dims);
         REAL *rows = FN(output_rows)(out, jb->sout, cs.dv, cs.ov, &os);
-        FN(gemm_rows)(rows, os, q, jb->sq.s, jb->sq.c, cs.ctxt, 0, cs.dvp, cs.N, cs.dk, cs.dvp, 0);  /* out[n] = ctx q[n] */
-        FN(flush_rows)(out, jb->sout, rows, cs.N, cs.dv);
+        FN(gemm_rows)(rows, os, q, jb->sq.s, jb->sq.c, cs.ctxt, 0, cs.dvp, cs.N, cs.dk, cs.dvp,
+                      FN(in_place_acc)(rows, out, jb->dims[C_ACC1]));  /* out[n] = ctx q[n] */
+        FN(flush_rows)(out, jb->sout, rows, cs.N, cs.dv, jb->dims[C_ACC1]);
     }
     free(cs.q);
     return NULL;
@@ -84,12 +97,14 @@ static void *FN(content_backward_job)(void *arg) {
         REAL *gv = jb->gv + FN(cbase)(jb->sgv, t, jb->dims);
         REAL *oq = FN(output_rows)(gq, jb->sgq, cs.dk, cs.oq, &gqs), *ok = FN(output_rows)(gk, jb->sgk, cs.dk, cs.ok, &gks);
         REAL *ov = FN(output_rows)(gv, jb->sgv, cs.dv, cs.ov, &gvs);
-        FN(gemm_rows)(oq, gqs, g, jb->sg.s, jb->sg.c, cs.ctx, 0, dkp, N, cs.dv, dkp, 0);    /* gq[n] = ctx^T g[n] */
-        FN(gemm_rows)(ok, gks, v, jb->sv.s, jb->sv.c, cs.gctx, 0, dkp, N, cs.dv, dkp, 0);   /* gk[n] = gctx^T v[n] */
-        FN(gemm_rows)(ov, gvs, k, jb->sk.s, jb->sk.c, cs.gctxt, 0, dvp, N, cs.dk, dvp, 0);  /* gv[n] = gctx k[n] */
-        FN(flush_rows)(gq, jb->sgq, oq, N, cs.dk);
-        FN(flush_rows)(gk, jb->sgk, ok, N, cs.dk);
-        FN(flush_rows)(gv, jb->sgv, ov, N, cs.dv);
+        const int64_t *acc = jb->dims + C_ACC1;
+        FN(gemm_rows)(oq, gqs, g, jb->sg.s, jb->sg.c, cs.ctx, 0, dkp, N, cs.dv, dkp, FN(in_place_acc)(oq, gq, acc[0]));    /* gq[n] = ctx^T g[n] */
+        FN(gemm_rows)(ok, gks, v, jb->sv.s, jb->sv.c, cs.gctx, 0, dkp, N, cs.dv, dkp, FN(in_place_acc)(ok, gk, acc[1]));   /* gk[n] = gctx^T v[n] */
+        FN(gemm_rows)(ov, gvs, k, jb->sk.s, jb->sk.c, cs.gctxt, 0, dvp, N, cs.dk, dvp, FN(in_place_acc)(ov, gv, acc[2]));  /* gv[n] = gctx k[n] */
+        if (jb->dims[C_SOFTMAX]) FN(softmax_grad)(&cs, ok, gks, keys, ks);
+        FN(flush_rows)(gq, jb->sgq, oq, N, cs.dk, acc[0]);
+        FN(flush_rows)(gk, jb->sgk, ok, N, cs.dk, acc[1]);
+        FN(flush_rows)(gv, jb->sgv, ov, N, cs.dv, acc[2]);
     }
     free(cs.q);
     return NULL;

@@ -17,10 +17,12 @@
 
 typedef struct { int64_t b, s, o, j, c; } strides_t;
 
-/* dims: B, S (positions per line), O (lines per image), h, dk, dv, L, threads */
-enum { D_B, D_S, D_O, D_H, D_DK, D_DV, D_L, D_THREADS };
-/* content dims: B, N (positions), h, dk, dv, threads */
-enum { C_B, C_N, C_H, C_DK, C_DV, C_THREADS };
+/* dims: B, S (positions per line), O (lines per image), h, dk, dv, L, threads, then accumulate flags:
+ * forward: add into out; backward: add into grad q, into grad v */
+enum { D_B, D_S, D_O, D_H, D_DK, D_DV, D_L, D_THREADS, D_ACC1, D_ACC2 };
+/* content dims: B, N (positions), h, dk, dv, threads, then accumulate flags: forward: out;
+ * backward: grad q, grad keys, grad v, and C_SOFTMAX: return the gradient of the pre-softmax keys */
+enum { C_B, C_N, C_H, C_DK, C_DV, C_THREADS, C_ACC1, C_ACC2, C_ACC3, C_SOFTMAX };
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

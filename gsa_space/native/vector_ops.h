@@ -120,13 +120,22 @@ static const REAL *FN(vector_rows)(const REAL *src, strides_t st, int64_t S, int
 }
 
 /* Where to write (S, c) result rows: the destination itself when it can take whole vectors, else
- * `scratch`, which `flush_rows` then scatters. */
+ * `scratch`, which `flush_rows` then scatters (adding when `accumulate`). Products into the
+ * destination itself add with `in_place_acc`. */
 static REAL *FN(output_rows)(REAL *dst, strides_t st, int64_t c, REAL *scratch, int64_t *rs) {
     if (st.c == 1 && c % VLEN == 0) { *rs = st.s; return dst; }
     *rs = round_up(c, VLEN);
     return scratch;
 }
 
-static void FN(flush_rows)(REAL *dst, strides_t st, const REAL *rows, int64_t S, int64_t c) {
-    if (rows != dst) FN(scatter_rows)(dst, st, rows, round_up(c, VLEN), S, c);
+static int FN(in_place_acc)(const REAL *rows, const REAL *dst, int64_t accumulate) {
+    return rows == dst && accumulate;
+}
+
+static void FN(flush_rows)(REAL *dst, strides_t st, const REAL *rows, int64_t S, int64_t c, int64_t accumulate) {
+    if (rows == dst) return;
+    int64_t cp = round_up(c, VLEN);
+    if (!accumulate) { FN(scatter_rows)(dst, st, rows, cp, S, c); return; }
+    for (int64_t a = 0; a < S; a++)
+        for (int64_t i = 0; i < c; i++) dst[a * st.s + i * st.c] += rows[a * cp + i];
 }

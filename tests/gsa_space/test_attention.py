@@ -11,7 +11,7 @@ import zlib
 import pytest
 import torch
 
-from gsa_space import attention, axial, native
+from gsa_space import attention, attention_native, axial, native
 from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
 from gsa_space.complexity import complexity, measure
 from gsa_space.describe import describe_net
@@ -399,16 +399,18 @@ def test_global_self_attention_large_map_takes_by_heads_content_step(monkeypatch
 
 
 @pytest.mark.parametrize("L", [5, 15])  # windowed (L < W) and dense
-def test_native_kernels_take_both_steps_and_the_content_branch(L, kernels, monkeypatch):
+def test_native_route_module_is_one_function_functional_step_another(L, kernels, monkeypatch):
     if kernels != "native":
         pytest.skip("checks the native route")
     calls = []
-    for fn in (axial._NativeStep, attention._NativeContent):
+    for fn in (axial._NativeStep, attention_native._FusedGSA):
         step = fn.apply
         monkeypatch.setattr(fn, "apply", lambda *a, _s=step, _n=fn.__name__: calls.append(_n) or _s(*a))
     m = GlobalSelfAttention(4, 4, heads=2, dim_key=2, extent=L, max_size=8)
     m(torch.randn(2, 4, 6, 8, requires_grad=True)).sum().backward()
-    assert calls == ["_NativeContent", "_NativeStep", "_NativeStep"]
+    q, v = torch.randn(2, 2, 2, 6, 8, requires_grad=True), torch.randn(2, 2, 2, 6, 8)
+    relative_attention_1d(q, v, torch.randn(2, L, 2), axis="row").sum().backward()
+    assert calls == ["_FusedGSA", "_NativeStep"]
 
 
 def test_native_kernels_off_by_environment(monkeypatch):
