@@ -65,9 +65,9 @@ class _FusedGSA(torch.autograd.Function):
         h, dv, N = m.heads, m.dim_value, H * W
         out = saved = None
         if m.content:
-            keys = k.flatten(1, 2).softmax(dim=1)                                 # (B, N, h, dk), over N
             queries = q.flatten(1, 2).softmax(dim=-1) if m.query_norm else q.flatten(1, 2)
-            out = native.content_forward(queries, keys, v.flatten(1, 2)).view(B, h, dv, H, W)
+            out, keys = native.content_forward(queries, k.flatten(1, 2), v.flatten(1, 2), softmax_keys=True)
+            out = out.view(B, h, dv, H, W)                                        # keys: softmax over N
             saved = (queries, keys)
         if m.positional:
             (axis1, rel1), (axis2, rel2) = _steps(m)

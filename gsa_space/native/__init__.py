@@ -60,7 +60,7 @@ def _build(compiler: str, target: Path) -> None:
     os.close(fd)
     try:
         for tune in (_TUNE, ()):
-            cmd = [compiler, *_FLAGS, *tune, "-o", tmp, str(_HERE / _SOURCES[0])]
+            cmd = [compiler, *_FLAGS, *tune, "-o", tmp, str(_HERE / _SOURCES[0]), "-lm"]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode == 0:
                 os.replace(tmp, target)
@@ -94,7 +94,7 @@ def _load() -> ctypes.CDLL | None:
     for suffix in _DTYPES.values():
         getattr(lib, f"gsa_axial_forward_{suffix}").argtypes = [_PTR] * 6
         getattr(lib, f"gsa_axial_backward_{suffix}").argtypes = [_PTR] * 9
-        getattr(lib, f"gsa_content_forward_{suffix}").argtypes = [_PTR] * 6
+        getattr(lib, f"gsa_content_forward_{suffix}").argtypes = [_PTR] * 7
         getattr(lib, f"gsa_content_backward_{suffix}").argtypes = [_PTR] * 9
     return lib
 
@@ -169,15 +169,18 @@ def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, c
     return grad_q, grad_v, grad_rel
 
 
-def content_forward(q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
-    """Per image and head `out[n] = (v^T keys) q[n]`. q, keys: (B, N, h, dk); v: (B, N, h, dv), any
-    strides; keys already softmax-normalised over N. Returns (B, h, dv, N), contiguous."""
+def content_forward(q: Tensor, k: Tensor, v: Tensor, softmax_keys: bool = False) -> tuple[Tensor, Tensor]:
+    """Per image and head `out[n] = (v^T keys) q[n]`. q, k: (B, N, h, dk); v: (B, N, h, dv), any
+    strides. keys = softmax_N(k) computed here if `softmax_keys`, else k is the keys.
+    Returns (out (B, h, dv, N), keys (B, N, h, dk)), contiguous."""
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     out = q.new_empty(B, h, dv, N)
-    strides = [s for t in (q, keys, v, out.permute(0, 3, 1, 2)) for s in t.stride()]
-    _call("gsa_content_forward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads(), 0], strides, q, keys, v, out)
-    return out
+    keys = q.new_empty(B, N, h, dk) if softmax_keys else k
+    strides = [s for t in (q, k, v, out.permute(0, 3, 1, 2), keys) for s in t.stride()]
+    ints = [B, N, h, dk, dv, torch.get_num_threads(), 0, 0, 0, int(softmax_keys)]
+    _call("gsa_content_forward", q.dtype, ints, strides, q, k, v, out, keys)
+    return out, keys
 
 
 def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor,

@@ -1,6 +1,8 @@
 /* The axial step, included once per element type after vector_ops.h. */
 
 #define PAD (2 * VLEN) /* zero offsets on both sides of a transposed embedding row */
+#define DLG_PAD 8       /* >= the tallest register tile - 1: tiles read a few entries past the map */
+#define DLG(ln, a, a2) ((ln)->dlg + (a) * (ln)->ds + DLG_PAD + (a2)) /* &dlg[a, a'] */
 
 typedef struct {
     const int64_t *dims;
@@ -16,6 +18,7 @@ typedef struct {
  * channels are contiguous, else from a padded copy. */
 typedef struct {
     int64_t S, Sp, dk, dv, dkp, dvp, L, c, Lp;
+    int64_t ds;  /* row stride of dlg: DLG_PAD zero columns, Sp columns, DLG_PAD zero columns */
     int dense;  /* every window covers the whole line (c >= S - 1) */
     REAL *sq, *sv, *sg, *vt, *lg, *dlg, *sy, *sdq;   /* scratch */
     const REAL *q, *v, *g, *qrows, *vrows, *grows;    /* this line's operands */
@@ -28,7 +31,8 @@ static int FN(line_init)(FN(line_t) *ln, const int64_t *dims) {
     ln->dkp = round_up(ln->dk, VLEN); ln->dvp = round_up(ln->dv, VLEN);
     ln->L = dims[D_L]; ln->c = (ln->L - 1) / 2; ln->Lp = ln->L + 2 * PAD; ln->dense = ln->c >= ln->S - 1;
     int64_t S = ln->S, Sp = ln->Sp;
-    size_t n = (size_t)(S * ln->dkp * 2 + S * ln->dvp * 3 + ln->dv * Sp + 2 * S * Sp);
+    ln->ds = Sp + 2 * DLG_PAD;
+    size_t n = (size_t)(S * ln->dkp * 2 + S * ln->dvp * 3 + ln->dv * Sp + S * Sp + S * ln->ds);
     REAL *m = calloc(n, sizeof(REAL));
     if (!m) return -1;
     ln->sq = m; m += S * ln->dkp;   ln->sdq = m; m += S * ln->dkp;
@@ -71,20 +75,48 @@ static void FN(apply)(FN(line_t) *ln, REAL *y, int64_t ys, int acc) {
     }
 }
 
+/* Rows per register tile of gemm_rows for a width (see TILE_ROWS there). */
+static int64_t FN(tile_rows)(int64_t width) {
+    return width >= 4 * VLEN ? 2 : width >= 2 * VLEN ? 4 : 8;
+}
+
+/* dq[a] = sum_a' dlg[a, a'] rel[a' - a + c] on a dense line, by offsets: a tile of u rows shares
+ * each rel row (one load for u rows); entries past the map read dlg's zero padding. */
+static void FN(dense_dq)(FN(line_t) *ln, const REAL *rp, REAL *dq, int64_t dqs, int acc) {
+    int64_t S = ln->S, u = FN(tile_rows)(ln->dkp);
+    for (int64_t a0 = 0; a0 < S; a0 += u) {
+        int64_t rows = min64(u, S - a0), o_lo = ln->c - a0 - rows + 1;
+        FN(gemm_rows)(dq + a0 * dqs, dqs, DLG(ln, a0, 1 - rows), ln->ds + 1, 1, rp + o_lo * ln->dkp, 0, ln->dkp,
+                      rows, S + rows - 1, ln->dkp, acc);
+    }
+}
+
+/* drel[o] += sum_a dlg[a, a + o - c] q[a] over the offsets that land in the map: a tile of u
+ * offsets shares each q row, over the union of their positions (the rest reads zero padding). */
+static void FN(rel_grads)(FN(line_t) *ln, REAL *drp) {
+    int64_t S = ln->S, u = FN(tile_rows)(ln->dkp), o_end = min64(ln->L, ln->c + S);
+    for (int64_t o0 = max64(0, ln->c - S + 1); o0 < o_end; o0 += u) {
+        int64_t rows = min64(u, o_end - o0), off0 = o0 - ln->c;
+        int64_t a0 = max64(0, -(off0 + rows - 1)), a1 = min64(S, S - off0);
+        FN(gemm_rows)(drp + o0 * ln->dkp, ln->dkp, DLG(ln, a0, a0 + off0), 1, ln->ds + 1,
+                      ln->qrows + a0 * ln->qrs, 0, ln->qrs, rows, a1 - a0, ln->dkp, 1);
+    }
+}
+
 /* Backward of one line: dlg = g v^T, dq[a] = sum_a' dlg[a, a'] rel[a' - a + c] into rows dq,
  * dv[a] = sum_a' lg[a', a] g[a'] (the window is symmetric) into rows dv. */
 static void FN(line_grads)(FN(line_t) *ln, const REAL *rp, REAL *dq, int64_t dqs, int qacc, REAL *dv, int64_t dvs, int vacc) {
     int64_t S = ln->S, Sp = ln->Sp, gs = ln->stg.s, gc = ln->stg.c;
     if (ln->dense) {
-        FN(gemm_rows)(ln->dlg, Sp, ln->g, gs, gc, ln->vt, 0, Sp, S, ln->dv, Sp, 0);
-        FN(gemm_rows)(dq, dqs, ln->dlg, Sp, 1, rp + ln->c * ln->dkp, -ln->dkp, ln->dkp, S, S, ln->dkp, qacc);
+        FN(gemm_rows)(DLG(ln, 0, 0), ln->ds, ln->g, gs, gc, ln->vt, 0, Sp, S, ln->dv, Sp, 0);
+        FN(dense_dq)(ln, rp, dq, dqs, qacc);
         FN(gemm_rows)(dv, dvs, ln->lg, 1, Sp, ln->grows, 0, ln->grs, S, S, ln->dvp, vacc);
         return;
     }
     for (int64_t a = 0, lo, hi, lo_v, hi_v; a < S; a++) {
         FN(window)(ln, a, &lo, &hi, &lo_v, &hi_v);
-        FN(combine)(ln->dlg + a * Sp + lo_v, ln->g + a * gs, gc, ln->vt + lo_v, Sp, ln->dv, hi_v - lo_v, 0);
-        FN(combine)(dq + a * dqs, ln->dlg + a * Sp + lo, 1, rp + (lo - a + ln->c) * ln->dkp, ln->dkp,
+        FN(combine)(DLG(ln, a, lo_v), ln->g + a * gs, gc, ln->vt + lo_v, Sp, ln->dv, hi_v - lo_v, 0);
+        FN(combine)(dq + a * dqs, DLG(ln, a, lo), 1, rp + (lo - a + ln->c) * ln->dkp, ln->dkp,
                     hi - lo + 1, ln->dkp, qacc);
         FN(combine)(dv + a * dvs, ln->lg + lo * Sp + a, Sp, ln->grows + lo * ln->grs, ln->grs, hi - lo + 1, ln->dvp, vacc);
     }
@@ -134,7 +166,7 @@ static void *FN(backward_job)(void *arg) {
     FN(job_t) *jb = arg;
     FN(line_t) ln;
     if (FN(line_init)(&ln, jb->dims)) { jb->status = -1; return NULL; }
-    int64_t S = ln.S, Sp = ln.Sp;
+    int64_t S = ln.S;
     for (int64_t t = jb->t0; t < jb->t1; t++) {
         int64_t j = t % jb->dims[D_H], dqs, dvs;
         FN(line_load)(&ln, jb, t, 1);
@@ -143,13 +175,7 @@ static void *FN(backward_job)(void *arg) {
         REAL *dq = FN(output_rows)(gq, jb->sgq, ln.dk, ln.sdq, &dqs), *dv = FN(output_rows)(gv, jb->sgv, ln.dv, ln.sy, &dvs);
         FN(line_grads)(&ln, jb->rp + j * ln.L * ln.dkp, dq, dqs, FN(in_place_acc)(dq, gq, jb->dims[D_ACC1]),
                        dv, dvs, FN(in_place_acc)(dv, gv, jb->dims[D_ACC2]));
-        /* drel[o] += sum_a dlg[a, a + o - c] q[a], over the offsets that land in the map */
-        REAL *drp = jb->drp + j * ln.L * ln.dkp;
-        for (int64_t o = max64(0, ln.c - S + 1); o < min64(ln.L, ln.c + S); o++) {
-            int64_t off = o - ln.c, a0 = max64(0, -off), a1 = min64(S, S - off);
-            FN(combine)(drp + o * ln.dkp, ln.dlg + a0 * Sp + a0 + off, Sp + 1, ln.qrows + a0 * ln.qrs, ln.qrs,
-                        a1 - a0, ln.dkp, 1);
-        }
+        FN(rel_grads)(&ln, jb->drp + j * ln.L * ln.dkp);
         FN(flush_rows)(gq, jb->sgq, dq, S, ln.dk, jb->dims[D_ACC1]);
         FN(flush_rows)(gv, jb->sgv, dv, S, ln.dv, jb->dims[D_ACC2]);
     }
@@ -236,3 +262,5 @@ int FN(gsa_axial_backward)(const int64_t *dims, const int64_t *strides, const RE
 }
 
 #undef PAD
+#undef DLG_PAD
+#undef DLG

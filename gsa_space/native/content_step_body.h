@@ -8,7 +8,8 @@ typedef struct {
     const int64_t *dims;
     strides_t sq, sk, sv, sg, sout, sgq, sgk, sgv;
     const REAL *q, *k, *v, *g;
-    REAL *out, *gq, *gk, *gv;
+    REAL *out, *gq, *gk, *gv, *keys;  /* keys: the forward's softmax output, when it computes it */
+    strides_t skeys;
     int64_t t0, t1;
     int status;
 } FN(cjob_t);
@@ -61,6 +62,27 @@ static void FN(softmax_grad)(FN(cscratch_t) *cs, REAL *rows, int64_t rs, const R
         for (int64_t d = 0; d < cs->dk; d++) rows[n * rs + d] = keys[n * ks + d] * (rows[n * rs + d] - dot[d]);
 }
 
+/* keys[n] = softmax over the N positions of k[n], per channel: max, exp and sum, scale. k rows
+ * are vector-readable (row stride kst); keys rows are written with row stride ks. */
+static void FN(softmax_rows)(const FN(cscratch_t) *cs, const REAL *k, int64_t kst, REAL *keys, int64_t ks) {
+    typedef int64_t lvec __attribute__((vector_size(VLEN * sizeof(REAL))));
+    for (int64_t x = 0; x < cs->dkp; x += VLEN) {
+        VEC mx = *(const VEC *)(k + x), sum = {0};
+        for (int64_t n = 1; n < cs->N; n++) {
+            VEC r = *(const VEC *)(k + n * kst + x);
+            lvec gt = (lvec)(r > mx);
+            mx = (VEC)((gt & (lvec)r) | (~gt & (lvec)mx));
+        }
+        for (int64_t n = 0; n < cs->N; n++) {
+            VEC e = FN(vexp)(*(const VEC *)(k + n * kst + x) - mx);
+            *(VEC *)(keys + n * ks + x) = e;
+            sum += e;
+        }
+        VEC inv = 1 / sum;
+        for (int64_t n = 0; n < cs->N; n++) *(VEC *)(keys + n * ks + x) *= inv;
+    }
+}
+
 static void *FN(content_forward_job)(void *arg) {
     FN(cjob_t) *jb = arg;
     FN(cscratch_t) cs;
@@ -69,6 +91,15 @@ static void *FN(content_forward_job)(void *arg) {
         const REAL *q = jb->q + FN(cbase)(jb->sq, t, jb->dims), *v = jb->v + FN(cbase)(jb->sv, t, jb->dims);
         int64_t ks, os;
         const REAL *keys = FN(vector_rows)(jb->k + FN(cbase)(jb->sk, t, jb->dims), jb->sk, cs.N, cs.dk, cs.k, &ks);
+        if (jb->dims[C_SOFTMAX]) {  /* k given: keys = softmax_N(k), returned for the backward */
+            int64_t kos;
+            REAL *keys_out = jb->keys + FN(cbase)(jb->skeys, t, jb->dims);
+            REAL *rows = FN(output_rows)(keys_out, jb->skeys, cs.dk, cs.oq, &kos);
+            FN(softmax_rows)(&cs, keys, ks, rows, kos);
+            FN(flush_rows)(keys_out, jb->skeys, rows, cs.N, cs.dk, 0);
+            keys = rows;
+            ks = kos;
+        }
         FN(context)(&cs, v, jb->sv, keys, ks);
         REAL *out = jb->out + FN(cbase)(jb->sout, t, jb->dims);
         REAL *rows = FN(output_rows)(out, jb->sout, cs.dv, cs.ov, &os);
@@ -130,12 +161,14 @@ static int FN(crun)(void *(*fn)(void *), const int64_t *dims, FN(cjob_t) proto) 
     return status;
 }
 
-/* Strides: q, keys, v, out (4 each: image, position, head, channel). Returns 0, or -1 out of memory. */
+/* Strides: q, k (or keys), v, out, keys out (4 each: image, position, head, channel). With the
+ * C_SOFTMAX flag, k is softmax-normalised here and the keys written to keys_out. Returns 0, or -1
+ * out of memory. */
 int FN(gsa_content_forward)(const int64_t *dims, const int64_t *strides, const REAL *q, const REAL *k,
-                             const REAL *v, REAL *out) {
-    FN(cjob_t) proto = {.dims = dims, .q = q, .k = k, .v = v, .out = out};
-    strides_t *st[] = {&proto.sq, &proto.sk, &proto.sv, &proto.sout};
-    for (int i = 0; i < 4; i++) *st[i] = (strides_t){strides[4 * i], strides[4 * i + 1], 0, strides[4 * i + 2], strides[4 * i + 3]};
+                             const REAL *v, REAL *out, REAL *keys_out) {
+    FN(cjob_t) proto = {.dims = dims, .q = q, .k = k, .v = v, .out = out, .keys = keys_out};
+    strides_t *st[] = {&proto.sq, &proto.sk, &proto.sv, &proto.sout, &proto.skeys};
+    for (int i = 0; i < 5; i++) *st[i] = (strides_t){strides[4 * i], strides[4 * i + 1], 0, strides[4 * i + 2], strides[4 * i + 3]};
     return FN(crun)(FN(content_forward_job), dims, proto);
 }
 

@@ -9,6 +9,7 @@
  * column and the row step are the same call. One task is one line of one head: its logits
  * (S x S) never leave the core's cache. Built and loaded by gsa_space/native/__init__.py.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

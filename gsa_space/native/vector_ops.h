@@ -3,6 +3,27 @@
 typedef REAL FN(vec) __attribute__((vector_size(VLEN * sizeof(REAL)), aligned(sizeof(REAL))));
 #define VEC FN(vec)
 
+/* exp of each lane. Float: Cody-Waite reduction to |r| <= ln2/2 and a degree-6 Taylor polynomial,
+ * relative error < 2e-7; inputs <= 0 (softmax after subtracting the max), clamped at -87. Double:
+ * libm per lane (accuracy first; the float32 path is the fast one). */
+static inline VEC FN(vexp)(VEC x) {
+#if VLEN == 8
+    typedef int32_t ivec __attribute__((vector_size(VLEN * sizeof(int32_t))));
+    ivec low = x < -87.0f;
+    x = (VEC)((low & (ivec)((VEC){0} - 87.0f)) | (~low & (ivec)x));
+    VEC n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round(x / ln2) */
+    VEC r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    VEC p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    ivec bits = (__builtin_convertvector(n, ivec) + 127) << 23;
+    VEC scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+#else
+    for (int i = 0; i < VLEN; i++) x[i] = exp(x[i]);
+    return x;
+#endif
+}
+
 /* One register tile: rows i0 .. i0+u of dst[.., 0 .. n*VLEN) (+)= sum_k s_i[k * sk] * r_i[k * rk + ..],
  * x_i = x + i * x_row. With r_row == 0 (`shared`), every row reads the same r, loaded once per k. */
 static inline __attribute__((always_inline)) void FN(tile)(
@@ -91,6 +112,11 @@ static void FN(gather_rows)(REAL *dst, int64_t cp, const REAL *src, strides_t st
             for (int64_t i = 0; i < c; i++) dst[a * cp + i] = src[a * st.s + i];
         return;
     }
+    if (st.s == 1) {  /* channel-major source (NCHW gradients): runs along positions */
+        for (int64_t i = 0; i < c; i++)
+            for (int64_t a = 0; a < S; a++) dst[a * cp + i] = src[i * st.c + a];
+        return;
+    }
     for (int64_t a = 0; a < S; a++)
         for (int64_t i = 0; i < c; i++) dst[a * cp + i] = src[a * st.s + i * st.c];
 }
@@ -136,6 +162,11 @@ static void FN(flush_rows)(REAL *dst, strides_t st, const REAL *rows, int64_t S,
     if (rows == dst) return;
     int64_t cp = round_up(c, VLEN);
     if (!accumulate) { FN(scatter_rows)(dst, st, rows, cp, S, c); return; }
+    if (st.s == 1) {
+        for (int64_t i = 0; i < c; i++)
+            for (int64_t a = 0; a < S; a++) dst[i * st.c + a] += rows[a * cp + i];
+        return;
+    }
     for (int64_t a = 0; a < S; a++)
         for (int64_t i = 0; i < c; i++) dst[a * st.s + i * st.c] += rows[a * cp + i];
 }
