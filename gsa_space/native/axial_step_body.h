@@ -77,7 +77,7 @@ static void FN(apply)(FN(line_t) *ln, REAL *y, int64_t ys, int acc) {
 
 /* Rows per register tile of gemm_rows for a width (see TILE_ROWS there). */
 static int64_t FN(tile_rows)(int64_t width) {
-    return width >= 4 * VLEN ? 2 : width >= 2 * VLEN ? 4 : 8;
+    return width >= 4 * VLEN ? WIDE_ROWS(2) : width >= 2 * VLEN ? WIDE_ROWS(4) : 8;
 }
 
 /* dq[a] = sum_a' dlg[a, a'] rel[a' - a + c] on a dense line, by offsets: a tile of u rows shares

@@ -29,7 +29,7 @@ static inline VEC FN(vexp)(VEC x) {
 static inline __attribute__((always_inline)) void FN(tile)(
     REAL *dst, int64_t d_row, const REAL *s, int64_t s_row, int64_t sk, const REAL *r, int64_t r_row,
     int64_t rk, int64_t count, int n, int u, int shared, int accumulate) {
-    VEC acc[8];
+    VEC acc[16];
     for (int a = 0; a < n * u; a++) acc[a] = (VEC){0};
     for (int64_t k = 0; k < count; k++) {
         VEC rv[4];
@@ -68,6 +68,13 @@ static inline __attribute__((always_inline)) void FN(row)(
     }
 }
 
+/* With 32 vector registers (AVX-512VL) a tile holds 16 accumulators, else 8. */
+#ifdef __AVX512VL__
+#define WIDE_ROWS(u) (2 * (u))
+#else
+#define WIDE_ROWS(u) (u)
+#endif
+
 #define TILE_ROWS(n, u)                                                                              \
     do {                                                                                             \
         int64_t i = 0;                                                                               \
@@ -90,8 +97,8 @@ static void FN(gemm_rows)(REAL *dst, int64_t d_row, const REAL *s, int64_t s_row
                           const REAL *r, int64_t r_row, int64_t rk, int64_t rows, int64_t count,
                           int64_t width, int accumulate) {
     for (int64_t x = 0; x < width;) {
-        if (width - x >= 4 * VLEN) { TILE_ROWS(4, 2); x += 4 * VLEN; }
-        else if (width - x >= 2 * VLEN) { TILE_ROWS(2, 4); x += 2 * VLEN; }
+        if (width - x >= 4 * VLEN) { TILE_ROWS(4, WIDE_ROWS(2)); x += 4 * VLEN; }
+        else if (width - x >= 2 * VLEN) { TILE_ROWS(2, WIDE_ROWS(4)); x += 2 * VLEN; }
         else { TILE_ROWS(1, 8); x += VLEN; }
     }
 }
