@@ -1,5 +1,8 @@
 """Forward+backward time of the GSA module against the 3x3 conv it replaces and gsa-pytorch.
 
+"gsa" is the module as it runs here (the native CPU kernels when they build); "gsa_torch_ops" is
+the same module forced onto its PyTorch-ops path, the fallback without a C compiler.
+
 Candidates are timed interleaved (their order rotates every repetition) so that load from other
 processes hits them alike; we report medians and the ratios from this one run, and save JSON.
 Usage: python benchmarks/bench_attention.py [--batch 32] [--reps 12] [--out PATH]
@@ -20,6 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from gsa_space import native
 from gsa_space.attention import GlobalSelfAttention
 from search.env_info import cpu_name
 
@@ -34,6 +38,25 @@ TARGETS = {  # the performance targets of DESIGN.md section 9, as checked below
 }
 
 
+class TorchOps(nn.Module):
+    """A GSA module forced onto its PyTorch-ops path: what runs without a C compiler (or on CUDA)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        before = os.environ.get("GSA_NAS_NATIVE")
+        os.environ["GSA_NAS_NATIVE"] = "0"
+        try:
+            return self.inner(x)
+        finally:
+            if before is None:
+                del os.environ["GSA_NAS_NATIVE"]
+            else:
+                os.environ["GSA_NAS_NATIVE"] = before
+
+
 def candidates(C: int, H: int) -> dict[str, nn.Module]:
     """The modules compared at one stage shape, all mapping (B, C, H, H) -> (B, C, H, H)."""
     from gsa_pytorch import GSA
@@ -43,6 +66,8 @@ def candidates(C: int, H: int) -> dict[str, nn.Module]:
         "gsa": GlobalSelfAttention(C, C, heads=HEADS, dim_key=DIM_KEY, extent="global", max_size=H),
         "gsa_out_proj": GlobalSelfAttention(C, C, heads=HEADS, dim_key=DIM_KEY, extent="global",
                                             out_proj=True, max_size=H),
+        "gsa_torch_ops": TorchOps(GlobalSelfAttention(C, C, heads=HEADS, dim_key=DIM_KEY, extent="global",
+                                                      max_size=H)),
         "gsa_pytorch": GSA(dim=C, dim_out=C, heads=HEADS, dim_key=DIM_KEY, rel_pos_length=H),
     }
 
@@ -101,6 +126,7 @@ def summarise(results: dict[str, dict[str, list[float]]]) -> dict[str, object]:
             "median_paired_ratio": {k: statistics.median(v) for k, v in paired.items()},
             "gsa_vs_conv": med["gsa"] / med["conv3x3"],
             "gsa_out_proj_vs_conv": med["gsa_out_proj"] / med["conv3x3"],
+            "gsa_torch_ops_vs_conv": med["gsa_torch_ops"] / med["conv3x3"],
             "peer_vs_gsa": med["gsa_pytorch"] / med["gsa"],
         }
         vs_conv.append(rows[shape]["gsa_vs_conv"])
@@ -121,7 +147,7 @@ def summarise(results: dict[str, dict[str, list[float]]]) -> dict[str, object]:
 
 
 def print_table(report: dict[str, object]) -> None:
-    names = ["conv3x3", "gsa", "gsa_out_proj", "gsa_pytorch"]
+    names = ["conv3x3", "gsa", "gsa_out_proj", "gsa_torch_ops", "gsa_pytorch"]
     print(f"{'C x H':>9} " + " ".join(f"{n + ' ms':>16}" for n in names)
           + f" {'gsa/conv':>9} {'gsa+proj/conv':>14} {'peer/gsa':>9}")
     for shape, row in report["shapes"].items():
@@ -129,7 +155,7 @@ def print_table(report: dict[str, object]) -> None:
         print(f"{shape:>9} " + " ".join(f"{med[n]:>16.1f}" for n in names)
               + f" {row['gsa_vs_conv']:>9.2f} {row['gsa_out_proj_vs_conv']:>14.2f} {row['peer_vs_gsa']:>9.2f}")
     s = report["summary"]
-    print(f"{'geomean':>9} " + " " * 67 + f" {s['gsa_vs_conv_geomean']:>9.2f} "
+    print(f"{'geomean':>9} " + " " * 84 + f" {s['gsa_vs_conv_geomean']:>9.2f} "
           f"{s['gsa_out_proj_vs_conv_geomean']:>14.2f} {s['peer_vs_gsa_geomean']:>9.2f}")
     # On a shared machine, load from other processes only ever adds time: the ratios of the
     # fastest repetitions and of paired repetitions are shown beside the ratios of medians.
@@ -157,6 +183,7 @@ def main() -> None:
         config={"batch": args.batch, "reps": args.reps, "warmup": args.warmup, "heads": HEADS,
                 "dim_key": DIM_KEY, "timing": "forward+backward, median of interleaved reps"},
         env={"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_name(),
+             "native_kernels": native.library() is not None,
              "cpu_count": os.cpu_count(), "python": platform.python_version(),
              "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         times_ms=results,

@@ -246,9 +246,4 @@ class GlobalSelfAttention(nn.Module):
         return self._project_out(out.view(B, self.out_channels, H, W))          # (B, C_out, H, W)
 
     def _project_out(self, out: Tensor) -> Tensor:
-        if self.proj is None:
-            return out
-        B, C, H, W = out.shape
-        weight = self.proj.weight.flatten(1)                                     # (C_out, C_out)
-        out = torch.matmul(weight, out.reshape(B, C, H * W))                     # (B, C_out, N)
-        return (out + self.proj.bias[:, None]).view(B, C, H, W)
+        return out if self.proj is None else self.proj(out)

@@ -2,11 +2,12 @@
 
 The axial relative step is a batch of thousands of tiny products per line and head, and the
 content branch a few small ones per image and head; in PyTorch ops both are bound by per-product
-dispatch and layout copies. `kernels.c` runs one line (or image) of one head per task, reading the
-channels-last maps in place, with its intermediates in cache. No compiler, a failed build, or GSA_NAS_NATIVE=0 means
-`library()` is None and callers take the PyTorch path, which gives the same numbers.
-The shared object is cached per source, flags and CPU under $GSA_NAS_CACHE (default
-~/.cache/gsa-nas), built to a temporary name and renamed, so concurrent Ray workers are safe.
+dispatch and layout copies. `kernels.c` runs one line (or image) of one head per task, reading
+the channels-last maps in place, with its intermediates in cache, on PyTorch's OpenMP threads.
+No compiler, a failed build, or GSA_NAS_NATIVE=0 means `library()` is None and callers take the
+PyTorch path, which gives the same numbers. The shared object is cached per source, flags and CPU
+under $GSA_NAS_CACHE (default ~/.cache/gsa-nas), built to a temporary name and renamed, so
+concurrent Ray workers are safe.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ __all__ = ["available", "axial_backward", "axial_forward", "content_backward", "
 
 _HERE = Path(__file__).parent
 _SOURCES = ("kernels.c", "vector_ops.h", "axial_step_body.h", "content_step_body.h")
-_FLAGS = ("-O3", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
-_TUNE = ("-march=native",)  # dropped if the compiler refuses it
+_FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno")
+# Tried in order: tuned for this CPU with OpenMP, then without tuning, then single-threaded.
+_LADDER = (("-march=native", "-fopenmp"), ("-fopenmp",), ())
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
@@ -59,8 +61,8 @@ def _build(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        for tune in (_TUNE, ()):
-            cmd = [compiler, *_FLAGS, *tune, "-o", tmp, str(_HERE / _SOURCES[0]), "-lm"]
+        for extra in _LADDER:
+            cmd = [compiler, *_FLAGS, *extra, "-o", tmp, str(_HERE / _SOURCES[0]), "-lm"]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode == 0:
                 os.replace(tmp, target)
@@ -75,20 +77,20 @@ def _build(compiler: str, target: Path) -> None:
 def _load() -> ctypes.CDLL | None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        warnings.warn("gsa_space: no C compiler found; the GSA axial step runs as PyTorch ops (slower).",
+        warnings.warn("gsa_space: no C compiler found; the GSA module runs as PyTorch ops (slower).",
                       RuntimeWarning, stacklevel=3)
         return None
     digest = hashlib.sha256()
     for name in _SOURCES:
         digest.update((_HERE / name).read_bytes())
-    digest.update(" ".join((compiler, *_FLAGS, *_TUNE, platform.machine(), _cpu_flags())).encode())
+    digest.update(repr((compiler, _FLAGS, _LADDER, platform.machine(), _cpu_flags())).encode())
     target = _cache_dir() / f"kernels-{digest.hexdigest()[:16]}.so"
     try:
         if not target.exists():
             _build(compiler, target)
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError) as err:
-        warnings.warn(f"gsa_space: building the native axial step failed ({err}); using PyTorch ops.",
+        warnings.warn(f"gsa_space: building the native kernels failed ({err}); using PyTorch ops.",
                       RuntimeWarning, stacklevel=3)
         return None
     for suffix in _DTYPES.values():

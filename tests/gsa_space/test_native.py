@@ -1,0 +1,118 @@
+"""The native CPU kernels (gsa_space.native): threads, in-place operand layouts, the fused
+module's BatchNorm bookkeeping, the vector exp, and the fallback when no compiler is found.
+
+Numerical agreement of every path with the loop references is in test_attention (run there on
+both implementations); these tests cover what only the native route has.
+"""
+
+import os
+import warnings
+
+import pytest
+import torch
+
+from gsa_space import native
+from gsa_space.attention import GlobalSelfAttention
+from loop_references import assert_module_matches_reference, ref_module
+
+
+@pytest.fixture(autouse=True)
+def native_only(monkeypatch):
+    monkeypatch.delenv("GSA_NAS_NATIVE", raising=False)
+    if native.library() is None:
+        if os.environ.get("CI"):
+            pytest.fail("native kernels did not build under CI")
+        pytest.skip("native kernels unavailable (no C compiler)")
+
+
+def seeded_module(seed, **kwargs):
+    torch.manual_seed(seed)
+    return GlobalSelfAttention(kwargs.pop("in_channels", 4), kwargs.pop("out_channels", 16), **kwargs).double()
+
+
+@pytest.mark.parametrize("threads", [2, 3])  # 3: uneven split of the line tasks, three partial embedding grads
+@pytest.mark.parametrize("extent", ["global", 3])
+def test_native_module_on_several_threads_matches_reference(threads, extent):
+    torch.set_num_threads(threads)  # the one_thread fixture restores it
+    m = seeded_module(5, heads=2, dim_key=8, extent=extent, max_size=(6, 7))
+    x = torch.randn(3, 4, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert_module_matches_reference(m, x, torch.randn(3, 16, 6, 7, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("axial_order", ["col_row", "row_col"])
+def test_native_module_reads_whole_vector_rows_in_place(dtype, axial_order):
+    # dk = dv = 8 fill whole vectors (8 floats, 4 doubles): q, k, v, grads and outputs are read and
+    # written in place in the q|k|v map instead of through padded copies.
+    m = seeded_module(6, heads=2, dim_key=8, axial_order=axial_order, max_size=(5, 6))
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    if dtype == torch.float64:
+        assert_module_matches_reference(m, x, torch.randn(2, 16, 5, 6, dtype=torch.float64))
+        return
+    with torch.no_grad():
+        out32 = m.float()(x.detach().float())
+    with torch.no_grad():
+        ref = ref_module(m.double(), x.detach())
+    assert float((out32.double() - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def test_native_content_softmax_float32_matches_float64():
+    # the float32 keys come from the kernel's vector exp (polynomial), the float64 ones from libm
+    gen = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, 50, 2, c, generator=gen, dtype=torch.float64) * 4 for c in (8, 8, 8))
+    out64, keys64 = native.content_forward(q, k, v, softmax_keys=True)
+    out32, keys32 = native.content_forward(q.float(), k.float(), v.float(), softmax_keys=True)
+    torch.testing.assert_close(keys64, k.softmax(dim=1), rtol=0, atol=1e-12)
+    torch_keys32 = k.float().softmax(dim=1)  # the rounding of k to float32 alone costs ~1e-6 relative
+    assert float(((keys32 - torch_keys32) / torch_keys32).abs().max()) < 1e-6
+    assert float(((keys32.double() - keys64) / keys64).abs().max()) < 1e-5
+    assert float((out32.double() - out64).abs().max() / out64.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_native_batch_norm_bookkeeping_matches_torch_path(momentum, monkeypatch):
+    mods = []
+    for _ in range(2):
+        m = seeded_module(9, heads=2, dim_key=3, max_size=5)
+        m.norm.momentum = momentum
+        mods.append(m)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    for _ in range(3):
+        mods[0](x)
+    monkeypatch.setenv("GSA_NAS_NATIVE", "0")
+    for _ in range(3):
+        mods[1](x)
+    for name, buf in mods[0].norm.named_buffers():
+        torch.testing.assert_close(buf, dict(mods[1].norm.named_buffers())[name], rtol=0, atol=1e-12)
+    assert int(mods[0].norm.num_batches_tracked) == 3
+
+
+def test_native_build_failure_falls_back_with_a_warning(tmp_path, monkeypatch):
+    native._load.cache_clear()
+    monkeypatch.setenv("GSA_NAS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+    try:
+        with pytest.warns(RuntimeWarning, match="building the native kernels failed"):
+            assert native.library() is None
+        assert not native.available(torch.zeros(1))
+        assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+    finally:
+        native._load.cache_clear()
+        monkeypatch.delenv("CC")
+        monkeypatch.delenv("GSA_NAS_CACHE")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert native.library() is not None
+
+
+def test_native_library_is_built_once_per_source_and_cpu(tmp_path, monkeypatch):
+    native._load.cache_clear()
+    monkeypatch.setenv("GSA_NAS_CACHE", str(tmp_path))
+    try:
+        assert native.library() is not None
+        (built,) = tmp_path.iterdir()
+        stamp = built.stat().st_mtime_ns
+        native._load.cache_clear()
+        assert native.library() is not None and built.stat().st_mtime_ns == stamp
+    finally:
+        native._load.cache_clear()
