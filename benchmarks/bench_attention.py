@@ -1,7 +1,9 @@
 """Forward+backward time of the GSA module against the 3x3 conv it replaces and gsa-pytorch.
 
 "gsa" is the module as it runs here (the native CPU kernels when they build); "gsa_torch_ops" is
-the same module forced onto its PyTorch-ops path, the fallback without a C compiler.
+the same module forced onto its PyTorch-ops path, the fallback without a C compiler. By default the
+process keeps glibc's allocator settings; --retain-memory makes it keep freed memory as our training
+processes do (gsa_space.native.retain_freed_memory), for every candidate alike.
 
 Candidates are timed interleaved (their order rotates every repetition) so that load from other
 processes hits them alike; we report medians and the ratios from this one run, and save JSON.
@@ -174,8 +176,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--retain-memory", action="store_true",
+                        help="keep freed memory in the process, as training processes do")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    retained = native.retain_freed_memory() if args.retain_memory else False
     load_before = os.getloadavg()
     results = {f"{C}x{H}": bench_shape(C, H, args.batch, args.reps, args.warmup) for C, H in SHAPES}
     report = summarise(results)
@@ -183,7 +188,7 @@ def main() -> None:
         config={"batch": args.batch, "reps": args.reps, "warmup": args.warmup, "heads": HEADS,
                 "dim_key": DIM_KEY, "timing": "forward+backward, median of interleaved reps"},
         env={"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_name(),
-             "native_kernels": native.library() is not None,
+             "native_kernels": native.library() is not None, "retain_freed_memory": retained,
              "cpu_count": os.cpu_count(), "python": platform.python_version(),
              "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         times_ms=results,

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from gsa_space.native import retain_freed_memory
 from gsa_space.networks import build_net
 from search.optim import build_optimizer, lr_at, set_lr
 
@@ -102,6 +103,7 @@ class Trainer:
                 raise ValueError(f"train.{name} must be a positive integer, but got train.{name}={value!r}.")
         if threads is not None:
             torch.set_num_threads(int(threads))
+        retain_freed_memory()  # steps reuse freed activations instead of page-faulting them back in
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
         if on_cuda:

@@ -116,3 +116,12 @@ def test_native_library_is_built_once_per_source_and_cpu(tmp_path, monkeypatch):
         assert native.library() is not None and built.stat().st_mtime_ns == stamp
     finally:
         native._load.cache_clear()
+
+
+def test_retain_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatch):
+    monkeypatch.setenv("GSA_NAS_RETAIN_MEMORY", "0")
+    assert native.retain_freed_memory() is False
+    monkeypatch.delenv("GSA_NAS_RETAIN_MEMORY")
+    import platform
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert native.retain_freed_memory() is True
