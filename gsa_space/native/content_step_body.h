@@ -153,11 +153,13 @@ static int64_t FN(csplit)(FN(cjob_t) *jobs, const int64_t *dims, FN(cjob_t) prot
 }
 
 static int FN(crun)(void *(*fn)(void *), const int64_t *dims, FN(cjob_t) proto) {
-    FN(cjob_t) jobs[256];
+    FN(cjob_t) *jobs = malloc(sizeof(FN(cjob_t)) * 256);
+    if (!jobs) return -1;
     int64_t n = FN(csplit)(jobs, dims, proto);
     run_jobs(fn, (char *)jobs, sizeof(FN(cjob_t)), n);
     int status = 0;
     for (int64_t i = 0; i < n; i++) status |= jobs[i].status;
+    free(jobs);
     return status;
 }
 
