@@ -226,7 +226,7 @@ class GlobalSelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, C_in, H, W = x.shape
         self._check_size(H, W)
-        if not torch.jit.is_tracing() and native.available(x, self.to_q.weight):
+        if x.numel() and not torch.jit.is_tracing() and native.available(x, self.to_q.weight):
             return self._project_out(fused_forward(self, x))
         h, dk, dv = self.heads, self.dim_key, self.dim_value
         # 1x1 convolutions as matmuls on one channels-last copy of x: the attention steps read

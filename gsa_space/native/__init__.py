@@ -154,6 +154,25 @@ def _call(name: str, dtype: torch.dtype, ints: list[int], strides: list[int], *t
         raise MemoryError(f"gsa_space native {name}: out of memory for its scratch buffers")
 
 
+def _check_axial(q: Tensor, v: Tensor, rel: Tensor, axis: str) -> None:
+    """The kernels' contract: q (B, H, W, h, dk), v (B, H, W, h, dv), rel (h, L, dk) with L odd."""
+    if axis not in ("col", "row") or q.dim() != 5 or v.dim() != 5 or rel.dim() != 3:
+        raise ValueError(f"axial step: want axis col|row, q and v 5-d, rel 3-d; got {axis!r}, "
+                         f"{tuple(q.shape)}, {tuple(v.shape)}, {tuple(rel.shape)}")
+    if v.shape[:4] != q.shape[:4] or rel.shape[0] != q.shape[3] or rel.shape[2] != q.shape[4]:
+        raise ValueError(f"axial step: q {tuple(q.shape)}, v {tuple(v.shape)} and rel {tuple(rel.shape)} disagree")
+    if rel.shape[1] % 2 != 1 or min(q.shape[3:]) < 1 or v.shape[4] < 1:
+        raise ValueError(f"axial step: rel length L must be odd and heads/channels >= 1; got rel {tuple(rel.shape)}")
+
+
+def _check_content(q: Tensor, k: Tensor, v: Tensor) -> None:
+    """The kernels' contract: q, k (B, N, h, dk), v (B, N, h, dv), channels >= 1."""
+    if q.dim() != 4 or k.shape != q.shape or v.dim() != 4 or v.shape[:3] != q.shape[:3] or min(q.shape[2:]) < 1 \
+            or v.shape[3] < 1:
+        raise ValueError(f"content: want q, k (B, N, h, dk) and v (B, N, h, dv); got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+
+
 def _nchw_as_lines(t: Tensor) -> Tensor:
     """(B, h, dv, H, W) -> a (B, H, W, h, dv) view."""
     return t.permute(0, 3, 4, 1, 2)
@@ -166,10 +185,13 @@ def axial_forward(q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_ou
     Returns (B, H, W, h, dv) if `channels_last_out` else (B, h, dv, H, W), contiguous; or adds the
     step into `add_to` (that shape, any strides) and returns it.
     """
+    _check_axial(q, v, rel, axis)
     B, H, W, h, dk = q.shape
     dv = v.shape[-1]
     rel = rel.contiguous()
     out = add_to if add_to is not None else q.new_empty((B, H, W, h, dv) if channels_last_out else (B, h, dv, H, W))
+    if q.numel() == 0:  # an empty batch or map: nothing to add
+        return out if add_to is not None else out.zero_()
     out_view = out if channels_last_out else _nchw_as_lines(out)                 # (B, H, W, h, dv)
     strides = _line_strides(q, axis) + _line_strides(v, axis) + _line_strides(out_view, axis)
     _call("gsa_axial_forward", q.dtype, _dims(q, v, rel, axis, add_to is not None, False), strides, q, v, rel, out)
@@ -181,11 +203,14 @@ def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, c
                    add_v: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of `axial_forward` for q, v and rel (h, L, dk). Into `grad_q` / `grad_v` (any
     strides; added to them when `add_q` / `add_v`) or new contiguous channels-last tensors."""
+    _check_axial(q, v, rel, axis)
     rel = rel.contiguous()
     grad_view = grad if channels_last_out else _nchw_as_lines(grad)              # (B, H, W, h, dv)
     grad_q = torch.empty_like(q, memory_format=torch.contiguous_format) if grad_q is None else grad_q
     grad_v = torch.empty_like(v, memory_format=torch.contiguous_format) if grad_v is None else grad_v
     grad_rel = torch.empty_like(rel)
+    if q.numel() == 0:  # an empty batch or map: zero gradients
+        return (grad_q if add_q else grad_q.zero_()), (grad_v if add_v else grad_v.zero_()), grad_rel.zero_()
     strides = [s for t in (q, v, grad_view, grad_q, grad_v) for s in _line_strides(t, axis)]
     _call("gsa_axial_backward", q.dtype, _dims(q, v, rel, axis, add_q, add_v), strides, q, v, rel, grad_view,
           grad_q, grad_v, grad_rel)
@@ -196,10 +221,13 @@ def content_forward(q: Tensor, k: Tensor, v: Tensor, softmax_keys: bool = False)
     """Per image and head `out[n] = (v^T keys) q[n]`. q, k: (B, N, h, dk); v: (B, N, h, dv), any
     strides. keys = softmax_N(k) computed here if `softmax_keys`, else k is the keys.
     Returns (out (B, h, dv, N), keys (B, N, h, dk)), contiguous."""
+    _check_content(q, k, v)
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     out = q.new_empty(B, h, dv, N)
     keys = q.new_empty(B, N, h, dk) if softmax_keys else k
+    if q.numel() == 0:
+        return out.zero_(), keys
     strides = [s for t in (q, k, v, out.permute(0, 3, 1, 2), keys) for s in t.stride()]
     ints = [B, N, h, dk, dv, torch.get_num_threads(), 0, 0, 0, int(softmax_keys)]
     _call("gsa_content_forward", q.dtype, ints, strides, q, k, v, out, keys)
@@ -213,9 +241,14 @@ def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor,
     """Gradients of `content_forward` for q, keys, v: (B, N, h, c). grad: (B, h, dv, N), any strides.
     Written into the tensors of `into` (any strides; added to where `add` says) or new contiguous ones.
     With `softmax_keys` the second is the gradient of k where keys = softmax_N(k) (never added)."""
+    _check_content(q, keys, v)
+    if softmax_keys and add[1]:
+        raise ValueError("content backward: the pre-softmax key gradient cannot be added to a buffer")
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     grads = [t if t is not None else torch.empty(B, N, h, c, dtype=q.dtype) for t, c in zip(into, (dk, dk, dv))]
+    if q.numel() == 0:
+        return tuple(g if a else g.zero_() for g, a in zip(grads, add))  # type: ignore[return-value]
     g = grad.permute(0, 3, 1, 2)                                                   # (B, N, h, dv)
     strides = [s for t in (q, keys, v, g, *grads) for s in t.stride()]
     _call("gsa_content_backward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads(), *map(int, add), int(softmax_keys)],

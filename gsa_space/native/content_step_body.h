@@ -18,19 +18,19 @@ typedef struct {
  * fill whole vectors), result rows, and the small matrices. */
 typedef struct {
     int64_t N, dk, dv, dkp, dvp;
-    REAL *q, *k, *g, *oq, *ok, *ov, *ctx, *ctxt, *gctx, *gctxt;
+    REAL *q, *k, *g, *oq, *ok, *ov, *ctx, *ctxt, *gctx, *gctxt, *dot;
 } FN(cscratch_t);
 
 static int FN(cscratch_init)(FN(cscratch_t) *cs, const int64_t *dims) {
     cs->N = dims[C_N]; cs->dk = dims[C_DK]; cs->dv = dims[C_DV];
     cs->dkp = round_up(cs->dk, VLEN); cs->dvp = round_up(cs->dv, VLEN);
     int64_t N = cs->N, dkp = cs->dkp, dvp = cs->dvp, small = dvp * dkp;
-    REAL *m = calloc((size_t)(N * (4 * dkp + 2 * dvp) + 4 * small), sizeof(REAL));
+    REAL *m = calloc((size_t)(N * (4 * dkp + 2 * dvp) + 4 * small + dkp), sizeof(REAL));
     if (!m) return -1;
     cs->q = m; m += N * dkp;  cs->k = m; m += N * dkp;  cs->g = m; m += N * dvp;
     cs->oq = m; m += N * dkp; cs->ok = m; m += N * dkp; cs->ov = m; m += N * dvp;
     cs->ctx = m; m += small;  cs->ctxt = m; m += small;
-    cs->gctx = m; m += small; cs->gctxt = m;
+    cs->gctx = m; m += small; cs->gctxt = m; m += small; cs->dot = m;
     return 0;
 }
 
@@ -53,7 +53,7 @@ static void FN(context)(FN(cscratch_t) *cs, const REAL *v, strides_t sv, const R
 /* Keys are softmax(k) over n: grad k[n, d] = keys[n, d] (grad keys[n, d] - sum_n' keys[n', d] grad keys[n', d]),
  * and that sum is sum_c gctx[c, d] ctx[c, d]. Rewrites the (N, dk) grad rows in place. */
 static void FN(softmax_grad)(FN(cscratch_t) *cs, REAL *rows, int64_t rs, const REAL *keys, int64_t ks) {
-    REAL dot[cs->dk];
+    REAL *dot = cs->dot;
     for (int64_t d = 0; d < cs->dk; d++) {
         dot[d] = 0;
         for (int64_t c = 0; c < cs->dv; c++) dot[d] += cs->gctx[c * cs->dkp + d] * cs->ctx[c * cs->dkp + d];

@@ -33,6 +33,7 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * library binds to PyTorch's own libgomp (same soname), so the kernel shares its thread pool:
  * separate pthreads would fight PyTorch's spinning workers for the cores. */
 static void run_jobs(void *(*fn)(void *), char *jobs, size_t job_size, int64_t n) {
+    if (n <= 0) return;
 #pragma omp parallel for num_threads(n) schedule(static, 1)
     for (int64_t i = 0; i < n; i++) fn(jobs + i * job_size);
 }

@@ -4,20 +4,22 @@ typedef REAL FN(vec) __attribute__((vector_size(VLEN * sizeof(REAL)), aligned(si
 #define VEC FN(vec)
 
 /* exp of each lane. Float: Cody-Waite reduction to |r| <= ln2/2 and a degree-6 Taylor polynomial,
- * relative error < 2e-7; inputs <= 0 (softmax after subtracting the max), clamped at -87. Double:
- * libm per lane (accuracy first; the float32 path is the fast one). */
+ * relative error < 2e-7, for inputs <= 0 (softmax after subtracting the max); below -87 it gives
+ * exp(-87), and NaN stays NaN. Double: libm per lane (accuracy first; float32 is the fast path). */
 static inline VEC FN(vexp)(VEC x) {
 #if VLEN == 8
     typedef int32_t ivec __attribute__((vector_size(VLEN * sizeof(int32_t))));
-    ivec low = x < -87.0f;
-    x = (VEC)((low & (ivec)((VEC){0} - 87.0f)) | (~low & (ivec)x));
-    VEC n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round(x / ln2) */
-    VEC r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    typedef uint32_t uvec __attribute__((vector_size(VLEN * sizeof(uint32_t))));
+    ivec in_range = x >= -87.0f;  /* false for NaN too: no NaN reaches the float -> int conversion */
+    VEC xc = (VEC)((in_range & (ivec)x) | (~in_range & (ivec)((VEC){0} - 87.0f)));
+    VEC n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round(x / ln2) */
+    VEC r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
     VEC p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    ivec bits = (__builtin_convertvector(n, ivec) + 127) << 23;
+    uvec bits = (uvec)(__builtin_convertvector(n, ivec) + 127) << 23;
     VEC scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    ivec is_num = x == x;
+    return (VEC)((is_num & (ivec)(p * scale)) | (~is_num & (ivec)x));
 #else
     for (int i = 0; i < VLEN; i++) x[i] = exp(x[i]);
     return x;

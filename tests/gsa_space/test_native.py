@@ -125,3 +125,28 @@ def test_retain_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatc
     import platform
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert native.retain_freed_memory() is True
+
+
+def test_native_wrappers_reject_arguments_outside_their_contract():
+    q, v = torch.zeros(1, 4, 4, 2, 3), torch.zeros(1, 4, 4, 2, 5)
+    with pytest.raises(ValueError, match="rel length L must be odd"):
+        native.axial_forward(q, v, torch.zeros(2, 4, 3), "col", True)
+    with pytest.raises(ValueError, match="disagree"):
+        native.axial_backward(q, v[:, :3], torch.zeros(2, 5, 3), torch.zeros(1, 3, 4, 2, 5), "row", True)
+    with pytest.raises(ValueError, match="content: want"):
+        native.content_forward(q[..., 0, :], q[..., 0, :1], v[..., 0, :])
+    keys = torch.zeros(1, 16, 2, 3)
+    with pytest.raises(ValueError, match="cannot be added"):
+        native.content_backward(keys, keys, torch.zeros(1, 16, 2, 5), torch.zeros(1, 2, 5, 16),
+                                add=(False, True, False), softmax_keys=True)
+
+
+def test_native_module_empty_batch_and_nan_keys():
+    m = seeded_module(10, heads=2, dim_key=8, max_size=5).float()
+    x = torch.randn(0, 4, 5, 5, requires_grad=True)
+    m(x).sum().backward()
+    assert x.grad.shape == x.shape
+    k = torch.randn(1, 9, 1, 8)
+    k[0, 3, 0, 2] = float("nan")
+    _, keys = native.content_forward(k, k, torch.randn(1, 9, 1, 8), softmax_keys=True)
+    assert torch.isnan(keys[0, :, 0, 2]).any() and torch.isfinite(keys[0, :, 0, 3]).all()
