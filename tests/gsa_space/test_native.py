@@ -150,3 +150,28 @@ def test_native_module_empty_batch_and_nan_keys():
     k[0, 3, 0, 2] = float("nan")
     _, keys = native.content_forward(k, k, torch.randn(1, 9, 1, 8), softmax_keys=True)
     assert torch.isnan(keys[0, :, 0, 2]).any() and torch.isfinite(keys[0, :, 0, 3]).all()
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train, monkeypatch):
+    # the BatchNorm between the steps is folded into the kernels (statistics from the column step,
+    # affine map and backward applied as the row/column steps load); eval mode uses running stats
+    m = seeded_module(11, heads=2, dim_key=8, max_size=(5, 6))
+    with torch.no_grad():
+        m.norm.running_mean.uniform_(-0.5, 0.5)
+        m.norm.running_var.uniform_(0.5, 2.0)
+        m.norm.weight.uniform_(0.5, 1.5)
+        m.norm.bias.uniform_(-0.5, 0.5)
+    m.train(train)
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    seed = torch.randn(2, 16, 5, 6, dtype=torch.float64)
+    results = []
+    for native_on in ("1", "0"):
+        monkeypatch.setenv("GSA_NAS_NATIVE", native_on)
+        params = [x] + list(m.parameters())
+        for p in params:
+            p.grad = None
+        (m(x) * seed).sum().backward()
+        results.append([p.grad.clone() for p in params])
+    for fast, ref in zip(*results):
+        torch.testing.assert_close(fast, ref, rtol=0, atol=1e-9)
