@@ -25,11 +25,14 @@ class DeltaCI:
     paired: bool
 
 
-def _check(resamples: int, level: float) -> None:
+def _samples(variant: Sequence[float], baseline: Sequence[float], resamples: int, level: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Checks the bootstrap settings; returns both samples as float arrays (their shapes unchecked)."""
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, but got {resamples=}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, but got {level=}")
+    return np.asarray(variant, dtype=float), np.asarray(baseline, dtype=float)
 
 
 def _interval(means: np.ndarray, level: float) -> tuple[float, float]:
@@ -43,9 +46,7 @@ def paired_delta_ci(
     resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0,
 ) -> DeltaCI:
     """Percentile bootstrap of mean(variant - baseline) over pairs (element i of both = one seed)."""
-    _check(resamples, level)
-    v = np.asarray(variant, dtype=float)
-    b = np.asarray(baseline, dtype=float)
+    v, b = _samples(variant, baseline, resamples, level)
     if v.shape != b.shape or v.ndim != 1 or v.size == 0:
         raise ValueError(f"paired samples need equal non-empty lengths, but got {v.size} and {b.size}")
     diffs = v - b                                                    # (n,)
@@ -64,9 +65,7 @@ def unpaired_delta_ci(
     resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0,
 ) -> DeltaCI:
     """Percentile bootstrap of mean(variant) - mean(baseline), each side resampled on its own."""
-    _check(resamples, level)
-    v = np.asarray(variant, dtype=float)
-    b = np.asarray(baseline, dtype=float)
+    v, b = _samples(variant, baseline, resamples, level)
     if v.ndim != 1 or b.ndim != 1 or v.size == 0 or b.size == 0:
         raise ValueError(f"unpaired samples need non-empty 1-d inputs, but got sizes {v.size} and {b.size}")
     delta = float(v.mean() - b.mean())

@@ -116,8 +116,9 @@ def retain_freed_memory() -> bool:
     returns such blocks to the OS and the next step takes them back as fresh pages: measured 18.6k
     page faults and 102 ms per step at 64 channels on 32x32 maps (batch 32), 1.7k and 84 ms with
     this, the conv3x3 beside it unchanged. The cost: the process keeps its peak memory (up to 1 GiB
-    more), as PyTorch's CUDA caching allocator does on a GPU. Training processes (`search`) and
-    the benchmarks call it; GSA_NAS_RETAIN_MEMORY=0 opts out. Returns whether it took effect.
+    more), as PyTorch's CUDA caching allocator does on a GPU. `search.train_loop.Trainer` calls it
+    (so trials and bench_harness do), bench_attention only with --retain-memory;
+    GSA_NAS_RETAIN_MEMORY=0 opts out. Returns whether it took effect.
     """
     if os.environ.get("GSA_NAS_RETAIN_MEMORY", "1") == "0" or platform.system() != "Linux":
         return False
@@ -251,7 +252,6 @@ def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor,
         return tuple(g if a else g.zero_() for g, a in zip(grads, add))  # type: ignore[return-value]
     g = grad.permute(0, 3, 1, 2)                                                   # (B, N, h, dv)
     strides = [s for t in (q, keys, v, g, *grads) for s in t.stride()]
-    _call("gsa_content_backward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads(), *map(int, add), int(softmax_keys)],
-          strides,
-          q, keys, v, g, *grads)
+    ints = [B, N, h, dk, dv, torch.get_num_threads(), *map(int, add), int(softmax_keys)]
+    _call("gsa_content_backward", q.dtype, ints, strides, q, keys, v, g, *grads)
     return grads[0], grads[1], grads[2]
