@@ -5,12 +5,11 @@
 #define DLG(ln, a, a2) ((ln)->dlg + (a) * (ln)->ds + DLG_PAD + (a2)) /* &dlg[a, a'] */
 
 typedef struct {
+    job_head_t head;
     const int64_t *dims;
     strides_t sq, sv, sg, sout, sgq, sgv;
     const REAL *q, *v, *g, *rt, *rp;
     REAL *out, *gq, *gv, *drp;  /* drp: this job's (h, L, dkp) embedding gradient */
-    int64_t t0, t1;
-    int status;  /* -1: this job could not allocate its scratch */
 } FN(job_t);
 
 /* Per-line scratch (rows padded to whole vectors, zeros in the padding) and the line's operands:
@@ -148,8 +147,8 @@ static void FN(line_load)(FN(line_t) *ln, const FN(job_t) *jb, int64_t t, int gr
 static void *FN(forward_job)(void *arg) {
     FN(job_t) *jb = arg;
     FN(line_t) ln;
-    if (FN(line_init)(&ln, jb->dims)) { jb->status = -1; return NULL; }
-    for (int64_t t = jb->t0; t < jb->t1; t++) {
+    if (FN(line_init)(&ln, jb->dims)) { jb->head.status = -1; return NULL; }
+    for (int64_t t = jb->head.t0; t < jb->head.t1; t++) {
         FN(line_load)(&ln, jb, t, 0);
         FN(logits)(&ln, jb->rt + (t % jb->dims[D_H]) * ln.dk * ln.Lp);
         REAL *out = jb->out + FN(base)(jb->sout, t, jb->dims);
@@ -165,9 +164,9 @@ static void *FN(forward_job)(void *arg) {
 static void *FN(backward_job)(void *arg) {
     FN(job_t) *jb = arg;
     FN(line_t) ln;
-    if (FN(line_init)(&ln, jb->dims)) { jb->status = -1; return NULL; }
+    if (FN(line_init)(&ln, jb->dims)) { jb->head.status = -1; return NULL; }
     int64_t S = ln.S;
-    for (int64_t t = jb->t0; t < jb->t1; t++) {
+    for (int64_t t = jb->head.t0; t < jb->head.t1; t++) {
         int64_t j = t % jb->dims[D_H], dqs, dvs;
         FN(line_load)(&ln, jb, t, 1);
         FN(logits)(&ln, jb->rt + j * ln.dk * ln.Lp);
@@ -197,17 +196,8 @@ static void FN(prepare)(const int64_t *dims, const REAL *rel, REAL *rt, REAL *rp
             }
 }
 
-/* Split the B * O * h line tasks into contiguous ranges, one per job. */
-static int64_t FN(split)(FN(job_t) *jobs, const int64_t *dims, FN(job_t) proto) {
-    int64_t tasks = dims[D_B] * dims[D_O] * dims[D_H];
-    int64_t n = min64(max64(1, dims[D_THREADS]), min64(tasks, 256));
-    for (int64_t i = 0; i < n; i++) {
-        jobs[i] = proto;
-        jobs[i].t0 = tasks * i / n;
-        jobs[i].t1 = tasks * (i + 1) / n;
-    }
-    return n;
-}
+/* Line tasks: B * O lines of h heads. */
+static int64_t FN(line_tasks)(const int64_t *dims) { return dims[D_B] * dims[D_O] * dims[D_H]; }
 
 /* Returns 0, or -1 when out of memory. Strides: q, v, out (5 each, see strides_t). */
 int FN(gsa_axial_forward)(const int64_t *dims, const int64_t *strides, const REAL *q, const REAL *v,
@@ -221,10 +211,8 @@ int FN(gsa_axial_forward)(const int64_t *dims, const int64_t *strides, const REA
     memcpy(&proto.sq, strides, sizeof(strides_t));
     memcpy(&proto.sv, strides + 5, sizeof(strides_t));
     memcpy(&proto.sout, strides + 10, sizeof(strides_t));
-    int64_t n = FN(split)(jobs, dims, proto);
-    run_jobs(FN(forward_job), (char *)jobs, sizeof(FN(job_t)), n);
-    int status = 0;
-    for (int64_t i = 0; i < n; i++) status |= jobs[i].status;
+    int64_t n = split_jobs((char *)jobs, &proto, sizeof(FN(job_t)), FN(line_tasks)(dims), dims[D_THREADS]);
+    int status = run_jobs(FN(forward_job), (char *)jobs, sizeof(FN(job_t)), n);
     free(rt); free(rp); free(jobs);
     return status;
 }
@@ -245,11 +233,9 @@ int FN(gsa_axial_backward)(const int64_t *dims, const int64_t *strides, const RE
     memcpy(&proto.sg, strides + 10, sizeof(strides_t));
     memcpy(&proto.sgq, strides + 15, sizeof(strides_t));
     memcpy(&proto.sgv, strides + 20, sizeof(strides_t));
-    int64_t n = FN(split)(jobs, dims, proto);
+    int64_t n = split_jobs((char *)jobs, &proto, sizeof(FN(job_t)), FN(line_tasks)(dims), dims[D_THREADS]);
     for (int64_t i = 0; i < n; i++) jobs[i].drp = drp + i * per;
-    run_jobs(FN(backward_job), (char *)jobs, sizeof(FN(job_t)), n);
-    int status = 0;
-    for (int64_t i = 0; i < n; i++) status |= jobs[i].status;
+    int status = run_jobs(FN(backward_job), (char *)jobs, sizeof(FN(job_t)), n);
     for (int64_t j = 0; j < h; j++)
         for (int64_t o = 0; o < L; o++)
             for (int64_t d = 0; d < dk; d++) {

@@ -5,13 +5,12 @@
  * dims: B, N, h, dk, dv, threads. Strides (strides_t, .o unused): image, position, head, channel.
  */
 typedef struct {
+    job_head_t head;
     const int64_t *dims;
     strides_t sq, sk, sv, sg, sout, sgq, sgk, sgv;
     const REAL *q, *k, *v, *g;
     REAL *out, *gq, *gk, *gv, *keys;  /* keys: the forward's softmax output, when it computes it */
     strides_t skeys;
-    int64_t t0, t1;
-    int status;
 } FN(cjob_t);
 
 /* Scratch of one task: padded copies of q and keys rows (used only when the maps' channels do not
@@ -86,8 +85,8 @@ static void FN(softmax_rows)(const FN(cscratch_t) *cs, const REAL *k, int64_t ks
 static void *FN(content_forward_job)(void *arg) {
     FN(cjob_t) *jb = arg;
     FN(cscratch_t) cs;
-    if (FN(cscratch_init)(&cs, jb->dims)) { jb->status = -1; return NULL; }
-    for (int64_t t = jb->t0; t < jb->t1; t++) {
+    if (FN(cscratch_init)(&cs, jb->dims)) { jb->head.status = -1; return NULL; }
+    for (int64_t t = jb->head.t0; t < jb->head.t1; t++) {
         const REAL *q = jb->q + FN(cbase)(jb->sq, t, jb->dims), *v = jb->v + FN(cbase)(jb->sv, t, jb->dims);
         int64_t ks, os;
         const REAL *keys = FN(vector_rows)(jb->k + FN(cbase)(jb->sk, t, jb->dims), jb->sk, cs.N, cs.dk, cs.k, &ks);
@@ -114,9 +113,9 @@ static void *FN(content_forward_job)(void *arg) {
 static void *FN(content_backward_job)(void *arg) {
     FN(cjob_t) *jb = arg;
     FN(cscratch_t) cs;
-    if (FN(cscratch_init)(&cs, jb->dims)) { jb->status = -1; return NULL; }
+    if (FN(cscratch_init)(&cs, jb->dims)) { jb->head.status = -1; return NULL; }
     int64_t N = cs.N, dkp = cs.dkp, dvp = cs.dvp, qs, ks, gqs, gks, gvs;
-    for (int64_t t = jb->t0; t < jb->t1; t++) {
+    for (int64_t t = jb->head.t0; t < jb->head.t1; t++) {
         const REAL *k = jb->k + FN(cbase)(jb->sk, t, jb->dims), *v = jb->v + FN(cbase)(jb->sv, t, jb->dims);
         const REAL *g = jb->g + FN(cbase)(jb->sg, t, jb->dims);
         const REAL *qrows = FN(vector_rows)(jb->q + FN(cbase)(jb->sq, t, jb->dims), jb->sq, N, cs.dk, cs.q, &qs);
@@ -141,24 +140,12 @@ static void *FN(content_backward_job)(void *arg) {
     return NULL;
 }
 
-static int64_t FN(csplit)(FN(cjob_t) *jobs, const int64_t *dims, FN(cjob_t) proto) {
-    int64_t tasks = dims[C_B] * dims[C_H];
-    int64_t n = min64(max64(1, dims[C_THREADS]), min64(tasks, 256));
-    for (int64_t i = 0; i < n; i++) {
-        jobs[i] = proto;
-        jobs[i].t0 = tasks * i / n;
-        jobs[i].t1 = tasks * (i + 1) / n;
-    }
-    return n;
-}
-
+/* Tasks: B images of h heads, one job range each. */
 static int FN(crun)(void *(*fn)(void *), const int64_t *dims, FN(cjob_t) proto) {
     FN(cjob_t) *jobs = malloc(sizeof(FN(cjob_t)) * 256);
     if (!jobs) return -1;
-    int64_t n = FN(csplit)(jobs, dims, proto);
-    run_jobs(fn, (char *)jobs, sizeof(FN(cjob_t)), n);
-    int status = 0;
-    for (int64_t i = 0; i < n; i++) status |= jobs[i].status;
+    int64_t n = split_jobs((char *)jobs, &proto, sizeof(FN(cjob_t)), dims[C_B] * dims[C_H], dims[C_THREADS]);
+    int status = run_jobs(fn, (char *)jobs, sizeof(FN(cjob_t)), n);
     free(jobs);
     return status;
 }

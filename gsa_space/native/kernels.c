@@ -29,13 +29,32 @@ static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Run fn(job_i) for i < n on OpenMP threads. Loaded into a process that holds PyTorch, this
- * library binds to PyTorch's own libgomp (same soname), so the kernel shares its thread pool:
- * separate pthreads would fight PyTorch's spinning workers for the cores. */
-static void run_jobs(void *(*fn)(void *), char *jobs, size_t job_size, int64_t n) {
-    if (n <= 0) return;
+/* What every job struct starts with: its range of tasks and its status (-1: no scratch). */
+typedef struct { int64_t t0, t1; int status; } job_head_t;
+
+/* Fill jobs (each job_size bytes, job_head_t first) from proto, one contiguous range of the tasks
+ * each, at most `threads` and 256 jobs; returns how many. */
+static int64_t split_jobs(char *jobs, const void *proto, size_t job_size, int64_t tasks, int64_t threads) {
+    int64_t n = min64(max64(1, threads), min64(tasks, 256));
+    for (int64_t i = 0; i < n; i++) {
+        job_head_t *head = (job_head_t *)(jobs + i * job_size);
+        memcpy(head, proto, job_size);
+        head->t0 = tasks * i / n;
+        head->t1 = tasks * (i + 1) / n;
+    }
+    return n;
+}
+
+/* Run fn(job_i) for i < n on OpenMP threads; returns the jobs' statuses or-ed. Loaded into a
+ * process that holds PyTorch, this library binds to PyTorch's own libgomp (same soname), so the
+ * kernel shares its thread pool: separate pthreads would fight PyTorch's spinning workers. */
+static int run_jobs(void *(*fn)(void *), char *jobs, size_t job_size, int64_t n) {
+    if (n <= 0) return 0;
 #pragma omp parallel for num_threads(n) schedule(static, 1)
     for (int64_t i = 0; i < n; i++) fn(jobs + i * job_size);
+    int status = 0;
+    for (int64_t i = 0; i < n; i++) status |= ((job_head_t *)(jobs + i * job_size))->status;
+    return status;
 }
 
 #define REAL float
