@@ -66,9 +66,9 @@ class _FusedGSA(torch.autograd.Function):
         out = saved = None
         if m.content:
             queries = q.flatten(1, 2).softmax(dim=-1) if m.query_norm else q.flatten(1, 2)
-            out, keys = native.content_forward(queries, k.flatten(1, 2), v.flatten(1, 2), softmax_keys=True)
+            out, summary = native.content_forward(queries, k.flatten(1, 2), v.flatten(1, 2))
             out = out.view(B, h, dv, H, W)                                        # keys: softmax over N
-            saved = (queries, keys)
+            saved = (queries, summary)
         if m.positional:
             (axis1, rel1), (axis2, rel2) = _steps(m)
             y1 = native.axial_forward(q, v, rel1, axis1, channels_last_out=True)  # (B, H, W, h, dv)
@@ -87,12 +87,12 @@ class _FusedGSA(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         m = ctx.m
-        qkv, queries, keys, *pos = ctx.saved_tensors
+        qkv, queries, summary, *pos = ctx.saved_tensors
         B, Ct, H, W = qkv.shape
         h, dk, dv = m.heads, m.dim_key, m.dim_value
         grad_cl = torch.empty(B, H, W, Ct, dtype=qkv.dtype)                         # the one qkv grad buffer
         gq, gk, gv = _split(grad_cl, m)
-        q, _, v = _split(qkv.permute(0, 2, 3, 1), m)
+        q, k, v = _split(qkv.permute(0, 2, 3, 1), m)
         g_lines = grad.view(B, h, dv, H, W)
         grads_rel: dict[str, Tensor] = {}
         g_bn_w = g_bn_b = None
@@ -111,9 +111,9 @@ class _FusedGSA(torch.autograd.Function):
         if m.content:
             flat = lambda t: t.flatten(1, 2)                                       # noqa: E731
             g_queries = torch.empty_like(queries) if m.query_norm else flat(gq)
-            native.content_backward(queries, keys, flat(v), grad.view(B, h, dv, H * W),
+            native.content_backward(queries, flat(k), flat(v), grad.view(B, h, dv, H * W), summary,
                                     into=(g_queries, flat(gk), flat(gv)),
-                                    add=(m.positional and not m.query_norm, False, m.positional), softmax_keys=True)
+                                    add=(m.positional and not m.query_norm, m.positional))
             if m.query_norm:
                 g_q = torch._softmax_backward_data(g_queries, queries, 3, queries.dtype)
                 flat(gq).add_(g_q) if m.positional else flat(gq).copy_(g_q)

@@ -68,7 +68,8 @@ def _build(compiler: str, target: Path) -> None:
             if done.returncode == 0:
                 os.replace(tmp, target)
                 return
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "compiler failed")
+        errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.strip().splitlines()
+        raise RuntimeError(errors[0].strip() if errors else "compiler failed")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -98,7 +99,7 @@ def _load() -> ctypes.CDLL | None:
         getattr(lib, f"gsa_axial_forward_{suffix}").argtypes = [_PTR] * 6
         getattr(lib, f"gsa_axial_backward_{suffix}").argtypes = [_PTR] * 9
         getattr(lib, f"gsa_content_forward_{suffix}").argtypes = [_PTR] * 7
-        getattr(lib, f"gsa_content_backward_{suffix}").argtypes = [_PTR] * 9
+        getattr(lib, f"gsa_content_backward_{suffix}").argtypes = [_PTR] * 10
     return lib
 
 
@@ -218,40 +219,39 @@ def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, c
     return grad_q, grad_v, grad_rel
 
 
-def content_forward(q: Tensor, k: Tensor, v: Tensor, softmax_keys: bool = False) -> tuple[Tensor, Tensor]:
-    """Per image and head `out[n] = (v^T keys) q[n]`. q, k: (B, N, h, dk); v: (B, N, h, dv), any
-    strides. keys = softmax_N(k) computed here if `softmax_keys`, else k is the keys.
-    Returns (out (B, h, dv, N), keys (B, N, h, dk)), contiguous."""
+def content_forward(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image and head `out[n] = (v^T keys) q[n]` with keys = softmax over the N positions of k.
+    q, k: (B, N, h, dk); v: (B, N, h, dv), any strides. Returns out (B, h, dv, N), contiguous, and
+    the summary the backward needs: (B, h, dv + 2, dk) = v^T keys, the keys' max, 1 / their sum."""
     _check_content(q, k, v)
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     out = q.new_empty(B, h, dv, N)
-    keys = q.new_empty(B, N, h, dk) if softmax_keys else k
+    summary = q.new_empty(B, h, dv + 2, dk)
     if q.numel() == 0:
-        return out.zero_(), keys
-    strides = [s for t in (q, k, v, out.permute(0, 3, 1, 2), keys) for s in t.stride()]
-    ints = [B, N, h, dk, dv, torch.get_num_threads(), 0, 0, 0, int(softmax_keys)]
-    _call("gsa_content_forward", q.dtype, ints, strides, q, k, v, out, keys)
-    return out, keys
+        return out.zero_(), summary.zero_()
+    strides = [s for t in (q, k, v, out.permute(0, 3, 1, 2)) for s in t.stride()]
+    _call("gsa_content_forward", q.dtype, [B, N, h, dk, dv, torch.get_num_threads(), 0, 0], strides,
+          q, k, v, out, summary)
+    return out, summary
 
 
-def content_backward(q: Tensor, keys: Tensor, v: Tensor, grad: Tensor,
+def content_backward(q: Tensor, k: Tensor, v: Tensor, grad: Tensor, summary: Tensor,
                      into: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None),
-                     add: tuple[bool, bool, bool] = (False, False, False), softmax_keys: bool = False
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of `content_forward` for q, keys, v: (B, N, h, c). grad: (B, h, dv, N), any strides.
-    Written into the tensors of `into` (any strides; added to where `add` says) or new contiguous ones.
-    With `softmax_keys` the second is the gradient of k where keys = softmax_N(k) (never added)."""
-    _check_content(q, keys, v)
-    if softmax_keys and add[1]:
-        raise ValueError("content backward: the pre-softmax key gradient cannot be added to a buffer")
+                     add: tuple[bool, bool] = (False, False)) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of `content_forward` for q, k (before the softmax) and v: (B, N, h, c).
+    grad: (B, h, dv, N), any strides; summary: the forward's. Written into the tensors of `into`
+    (any strides) or new contiguous ones; the q and v gradients are added to where `add` says."""
+    _check_content(q, k, v)
     B, N, h, dk = q.shape
     dv = v.shape[-1]
+    if summary.shape != (B, h, dv + 2, dk):
+        raise ValueError(f"content backward: summary {tuple(summary.shape)}, want {(B, h, dv + 2, dk)}")
     grads = [t if t is not None else torch.empty(B, N, h, c, dtype=q.dtype) for t, c in zip(into, (dk, dk, dv))]
     if q.numel() == 0:
-        return tuple(g if a else g.zero_() for g, a in zip(grads, add))  # type: ignore[return-value]
+        return (grads[0] if add[0] else grads[0].zero_()), grads[1].zero_(), (grads[2] if add[1] else grads[2].zero_())
     g = grad.permute(0, 3, 1, 2)                                                   # (B, N, h, dv)
-    strides = [s for t in (q, keys, v, g, *grads) for s in t.stride()]
-    ints = [B, N, h, dk, dv, torch.get_num_threads(), *map(int, add), int(softmax_keys)]
-    _call("gsa_content_backward", q.dtype, ints, strides, q, keys, v, g, *grads)
+    strides = [s for t in (q, k, v, g, *grads) for s in t.stride()]
+    ints = [B, N, h, dk, dv, torch.get_num_threads(), *map(int, add)]
+    _call("gsa_content_backward", q.dtype, ints, strides, q, k, v, g, summary.contiguous(), *grads)
     return grads[0], grads[1], grads[2]

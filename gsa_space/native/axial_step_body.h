@@ -144,11 +144,36 @@ static void FN(line_load)(FN(line_t) *ln, const FN(job_t) *jb, int64_t t, int gr
         for (int64_t i = 0; i < ln->dv; i++) ln->vt[i * ln->Sp + a] = ln->v[a * ln->stv.s + i * ln->stv.c];
 }
 
+/* Prefetch a line's (S, c) rows: along each position's channels, or each channel's positions. */
+static inline __attribute__((always_inline)) void FN(prefetch_rows)(const REAL *p, strides_t st, int64_t S, int64_t c, int write) {
+    if (st.c <= st.s)
+        for (int64_t a = 0; a < S; a++) prefetch_span(p + a * st.s, (int64_t)sizeof(REAL) * ((c - 1) * st.c + 1), write);
+    else
+        for (int64_t i = 0; i < c; i++) prefetch_span(p + i * st.c, (int64_t)sizeof(REAL) * ((S - 1) * st.s + 1), write);
+}
+
+/* Prefetch task t's operands (the next line) while this one is computed. */
+static inline __attribute__((always_inline)) void FN(prefetch_line)(const FN(job_t) *jb, int64_t t, int grads) {
+    if (t >= jb->head.t1) return;
+    const int64_t *dims = jb->dims;
+    int64_t S = dims[D_S], dk = dims[D_DK], dv = dims[D_DV];
+    FN(prefetch_rows)(jb->q + FN(base)(jb->sq, t, dims), jb->sq, S, dk, 0);
+    FN(prefetch_rows)(jb->v + FN(base)(jb->sv, t, dims), jb->sv, S, dv, 0);
+    if (!grads) {
+        FN(prefetch_rows)(jb->out + FN(base)(jb->sout, t, dims), jb->sout, S, dv, 1);
+        return;
+    }
+    FN(prefetch_rows)(jb->g + FN(base)(jb->sg, t, dims), jb->sg, S, dv, 0);
+    FN(prefetch_rows)(jb->gq + FN(base)(jb->sgq, t, dims), jb->sgq, S, dk, 1);
+    FN(prefetch_rows)(jb->gv + FN(base)(jb->sgv, t, dims), jb->sgv, S, dv, 1);
+}
+
 static void *FN(forward_job)(void *arg) {
     FN(job_t) *jb = arg;
     FN(line_t) ln;
     if (FN(line_init)(&ln, jb->dims)) { jb->head.status = -1; return NULL; }
     for (int64_t t = jb->head.t0; t < jb->head.t1; t++) {
+        FN(prefetch_line)(jb, t + 1, 0);
         FN(line_load)(&ln, jb, t, 0);
         FN(logits)(&ln, jb->rt + (t % jb->dims[D_H]) * ln.dk * ln.Lp);
         REAL *out = jb->out + FN(base)(jb->sout, t, jb->dims);
@@ -168,6 +193,7 @@ static void *FN(backward_job)(void *arg) {
     int64_t S = ln.S;
     for (int64_t t = jb->head.t0; t < jb->head.t1; t++) {
         int64_t j = t % jb->dims[D_H], dqs, dvs;
+        FN(prefetch_line)(jb, t + 1, 1);
         FN(line_load)(&ln, jb, t, 1);
         FN(logits)(&ln, jb->rt + j * ln.dk * ln.Lp);
         REAL *gq = jb->gq + FN(base)(jb->sgq, t, jb->dims), *gv = jb->gv + FN(base)(jb->sgv, t, jb->dims);

@@ -22,12 +22,23 @@ typedef struct { int64_t b, s, o, j, c; } strides_t;
  * forward: add into out; backward: add into grad q, into grad v */
 enum { D_B, D_S, D_O, D_H, D_DK, D_DV, D_L, D_THREADS, D_ACC1, D_ACC2 };
 /* content dims: B, N (positions), h, dk, dv, threads, then accumulate flags: forward: out;
- * backward: grad q, grad keys, grad v, and C_SOFTMAX: return the gradient of the pre-softmax keys */
-enum { C_B, C_N, C_H, C_DK, C_DV, C_THREADS, C_ACC1, C_ACC2, C_ACC3, C_SOFTMAX };
+ * backward: grad q, grad v */
+enum { C_B, C_N, C_H, C_DK, C_DV, C_THREADS, C_ACC1, C_ACC2 };
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Bytes [p, p + len) into the cache, for reading or (write) for writing. A helper that only
+ * prefetches must be inlined: GCC deems such a function pure and drops its calls. */
+static inline __attribute__((always_inline)) void prefetch_span(const void *p, int64_t len, int write) {
+    const char *c = p, *end = c + len;
+    if (write)
+        for (; c < end; c += 64) __builtin_prefetch(c, 1, 1);
+    else
+        for (; c < end; c += 64) __builtin_prefetch(c, 0, 1);
+    __builtin_prefetch(end - 1, 0, 1);
+}
 
 /* What every job struct starts with: its range of tasks and its status (-1: no scratch). */
 typedef struct { int64_t t0, t1; int status; } job_head_t;

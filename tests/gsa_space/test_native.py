@@ -57,16 +57,41 @@ def test_native_module_reads_whole_vector_rows_in_place(dtype, axial_order):
 
 
 def test_native_content_softmax_float32_matches_float64():
-    # the float32 keys come from the kernel's vector exp (polynomial), the float64 ones from libm
+    # the float32 keys come from the kernel's vector exp (polynomial), the float64 ones from libm;
+    # the summary holds v^T keys, the keys' max and 1 / their sum per image and head
     gen = torch.Generator().manual_seed(8)
-    q, k, v = (torch.randn(2, 50, 2, c, generator=gen, dtype=torch.float64) * 4 for c in (8, 8, 8))
-    out64, keys64 = native.content_forward(q, k, v, softmax_keys=True)
-    out32, keys32 = native.content_forward(q.float(), k.float(), v.float(), softmax_keys=True)
-    torch.testing.assert_close(keys64, k.softmax(dim=1), rtol=0, atol=1e-12)
-    torch_keys32 = k.float().softmax(dim=1)  # the rounding of k to float32 alone costs ~1e-6 relative
-    assert float(((keys32 - torch_keys32) / torch_keys32).abs().max()) < 1e-6
-    assert float(((keys32.double() - keys64) / keys64).abs().max()) < 1e-5
+    q, k, v = (torch.randn(2, 150, 2, c, generator=gen, dtype=torch.float64) * 4 for c in (8, 8, 8))
+    out64, summary64 = native.content_forward(q, k, v)
+    out32, summary32 = native.content_forward(q.float(), k.float(), v.float())
+    keys = k.softmax(dim=1)
+    ctx = torch.einsum("bnhc,bnhd->bhcd", v, keys)
+    torch.testing.assert_close(summary64[:, :, :8], ctx, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(summary64[:, :, 8], k.amax(dim=1), rtol=0, atol=0)
+    torch.testing.assert_close(summary64[:, :, 9], 1 / (k - k.amax(dim=1, keepdim=True)).exp().sum(dim=1),
+                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(out64, torch.einsum("bhcd,bnhd->bhcn", ctx, q), rtol=1e-12, atol=1e-12)
+    ctx32, stats32 = summary32.double()[:, :, :8], summary32.double()[:, :, 8:]  # ctx sums cancel: relative to max
+    assert float((ctx32 - ctx).abs().max() / ctx.abs().max()) < 1e-5
+    assert float(((stats32 - summary64[:, :, 8:]) / summary64[:, :, 8:]).abs().max()) < 1e-5
     assert float((out32.double() - out64).abs().max() / out64.abs().max()) < 1e-5
+
+
+def test_native_content_backward_with_few_images_splits_heads_and_adds():
+    # one image on 3 threads: the heads are split into groups; q and v gradients added to buffers
+    torch.set_num_threads(3)  # the one_thread fixture restores it
+    gen = torch.Generator().manual_seed(12)
+    q, k = (torch.randn(1, 70, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    v = torch.randn(1, 70, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(1, 5, 4, 70, generator=gen, dtype=torch.float64)
+    ctx = torch.einsum("bnhc,bnhd->bhcd", v, k.softmax(dim=1))
+    torch.einsum("bhcd,bnhd->bhcn", ctx, q).backward(g)
+    out, summary = native.content_forward(q.detach(), k.detach(), v.detach())
+    torch.testing.assert_close(out, torch.einsum("bhcd,bnhd->bhcn", ctx, q).detach(), rtol=1e-12, atol=1e-12)
+    base_q, base_v = torch.ones_like(q), torch.ones_like(v)
+    gq, gk, gv = native.content_backward(q.detach(), k.detach(), v.detach(), g, summary,
+                                         into=(base_q.clone(), None, base_v.clone()), add=(True, True))
+    for got, want in ((gq - base_q, q.grad), (gk, k.grad), (gv - base_v, v.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
@@ -136,9 +161,8 @@ def test_native_wrappers_reject_arguments_outside_their_contract():
     with pytest.raises(ValueError, match="content: want"):
         native.content_forward(q[..., 0, :], q[..., 0, :1], v[..., 0, :])
     keys = torch.zeros(1, 16, 2, 3)
-    with pytest.raises(ValueError, match="cannot be added"):
-        native.content_backward(keys, keys, torch.zeros(1, 16, 2, 5), torch.zeros(1, 2, 5, 16),
-                                add=(False, True, False), softmax_keys=True)
+    with pytest.raises(ValueError, match="summary"):
+        native.content_backward(keys, keys, torch.zeros(1, 16, 2, 5), torch.zeros(1, 2, 5, 16), torch.zeros(1, 2, 5, 3))
 
 
 def test_native_module_empty_batch_and_nan_keys():
@@ -148,8 +172,9 @@ def test_native_module_empty_batch_and_nan_keys():
     assert x.grad.shape == x.shape
     k = torch.randn(1, 9, 1, 8)
     k[0, 3, 0, 2] = float("nan")
-    _, keys = native.content_forward(k, k, torch.randn(1, 9, 1, 8), softmax_keys=True)
-    assert torch.isnan(keys[0, :, 0, 2]).any() and torch.isfinite(keys[0, :, 0, 3]).all()
+    _, summary = native.content_forward(k, k, torch.randn(1, 9, 1, 8))  # rows: ctx (8), max, 1 / sum
+    assert torch.isnan(summary[0, 0, :8, 2]).all() and torch.isnan(summary[0, 0, 9, 2])
+    assert torch.isfinite(summary[0, 0, :, 3]).all()
 
 
 @pytest.mark.parametrize("train", [True, False])
