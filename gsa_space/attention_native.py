@@ -1,11 +1,11 @@
 """GlobalSelfAttention on CPU as one autograd Function over the native kernels (gsa_space.native).
 
-One 1x1 convolution projects x to q, k and v together (a channels-last map, so every pixel's
-q, k, v channels are one row) and each kernel reads its slice of that map in place. The backward
-writes the gradients of q, k and v straight into one channels-last buffer, the kernels adding
-where a tensor feeds several steps (q feeds three), so autograd sees a single input and the
-projection's backward is one convolution. The math is `GlobalSelfAttention`'s; the tests compare
-both paths with the loop references.
+One matrix product projects x to q, k and v together into a channels-last map (every pixel's q, k,
+v channels are one row) and each kernel reads its slice of that map in place. The backward writes
+the gradients of q, k and v straight into one buffer of the same layout, the kernels adding where
+a tensor feeds several steps (q feeds three), and the projection's backward is two products. The
+map and its gradient come from gsa_space.buffer_pool (no fresh pages per step). The math is
+`GlobalSelfAttention`'s; the tests compare both paths with the loop references.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from gsa_space import native
+from gsa_space import buffer_pool, native
 
 if TYPE_CHECKING:
     from gsa_space.attention import GlobalSelfAttention
@@ -53,15 +52,50 @@ def _steps(m: GlobalSelfAttention) -> list[tuple[str, Tensor]]:
     return steps[::-1] if m.axial_order == "row_col" else steps
 
 
+def _project(x: Tensor, weight: Tensor, qkv: Tensor) -> None:
+    """qkv (B, H, W, Ct) = the 1x1 projection of x (B, C, H, W) by weight (Ct, C, 1, 1). Both
+    layouts of x are read in place: an NCHW image is a transposed operand of its product."""
+    B, C, H, W = x.shape
+    w_t = weight.view(weight.shape[0], C).t()
+    if x.is_contiguous():
+        torch.matmul(x.view(B, C, H * W).transpose(1, 2), w_t, out=qkv.view(B, H * W, -1))
+    else:
+        torch.mm(x.permute(0, 2, 3, 1).reshape(B * H * W, C), w_t, out=qkv.view(B * H * W, -1))
+
+
+def _project_backward(x: Tensor, weight: Tensor, grad: Tensor, want_x: bool, want_w: bool
+                      ) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of `_project` for x (in x's layout) and weight, from grad (B, H, W, Ct)."""
+    B, C, H, W = x.shape
+    w2 = weight.view(weight.shape[0], C)
+    grad_x = grad_w = None
+    if x.is_contiguous():
+        g_t = grad.view(B, H * W, -1).transpose(1, 2)                             # (B, Ct, HW)
+        if want_x:
+            grad_x = torch.bmm(w2.t().expand(B, C, -1), g_t).view(B, C, H, W)
+        if want_w:
+            grad_w = torch.bmm(g_t, x.view(B, C, H * W).transpose(1, 2)).sum(0).view_as(weight)
+    else:
+        rows, x_rows = grad.view(B * H * W, -1), x.permute(0, 2, 3, 1).reshape(B * H * W, C)
+        if want_x:
+            grad_x = torch.mm(rows, w2).view(B, H, W, C).permute(0, 3, 1, 2)
+        if want_w:
+            grad_w = torch.mm(rows.t(), x_rows).view_as(weight)
+    return grad_x, grad_w
+
+
 class _FusedGSA(torch.autograd.Function):
-    """qkv (B, Ct, H, W) channels-last -> F_c + F_p (B, C_out, H, W); grads for qkv, the two
-    embeddings (col, row) and the BatchNorm's weight and bias."""
+    """x (B, C_in, H, W) -> F_c + F_p (B, C_out, H, W) with the q|k|v projection `weight`
+    (Ct, C_in, 1, 1); grads for x, weight, the two embeddings (col, row) and the BatchNorm's
+    weight and bias."""
 
     @staticmethod
-    def forward(ctx, qkv: Tensor, rel_col: Tensor | None, rel_row: Tensor | None, bn_weight: Tensor | None,
-                bn_bias: Tensor | None, m: GlobalSelfAttention) -> Tensor:
-        B, _, H, W = qkv.shape
-        q, k, v = _split(qkv.permute(0, 2, 3, 1), m)                              # (B, H, W, h, c) views
+    def forward(ctx, x: Tensor, weight: Tensor, rel_col: Tensor | None, rel_row: Tensor | None,
+                bn_weight: Tensor | None, bn_bias: Tensor | None, m: GlobalSelfAttention) -> Tensor:
+        B, C, H, W = x.shape
+        qkv = buffer_pool.take((B, H, W, weight.shape[0]), x.dtype)               # (B, H, W, Ct)
+        _project(x, weight, qkv)
+        q, k, v = _split(qkv, m)                                                  # (B, H, W, h, c) views
         h, dv, N = m.heads, m.dim_value, H * W
         out = saved = None
         if m.content:
@@ -77,9 +111,9 @@ class _FusedGSA(torch.autograd.Function):
             y2 = y2.permute(0, 2, 3, 1).reshape(B, H, W, h, dv)                   # a view when NHWC
             out = native.axial_forward(q, y2, rel2, axis2, channels_last_out=False, add_to=out)
             ctx.bn = (mean, invstd, batch_stats)
-            ctx.save_for_backward(qkv, *(saved or (qkv, qkv)), y1_nchw, y2)
+            ctx.save_for_backward(x, weight, qkv, *(saved or (qkv, qkv)), y1_nchw, y2)
         else:
-            ctx.save_for_backward(qkv, *saved)
+            ctx.save_for_backward(x, weight, qkv, *saved)
         ctx.m = m
         return out.view(B, h * dv, H, W)
 
@@ -87,12 +121,12 @@ class _FusedGSA(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         m = ctx.m
-        qkv, queries, summary, *pos = ctx.saved_tensors
-        B, Ct, H, W = qkv.shape
+        x, weight, qkv, queries, summary, *pos = ctx.saved_tensors
+        B, H, W, Ct = qkv.shape
         h, dk, dv = m.heads, m.dim_key, m.dim_value
-        grad_cl = torch.empty(B, H, W, Ct, dtype=qkv.dtype)                         # the one qkv grad buffer
+        grad_cl = buffer_pool.take((B, H, W, Ct), qkv.dtype)                       # the one qkv grad buffer
         gq, gk, gv = _split(grad_cl, m)
-        q, k, v = _split(qkv.permute(0, 2, 3, 1), m)
+        q, k, v = _split(qkv, m)
         g_lines = grad.view(B, h, dv, H, W)
         grads_rel: dict[str, Tensor] = {}
         g_bn_w = g_bn_b = None
@@ -117,16 +151,17 @@ class _FusedGSA(torch.autograd.Function):
             if m.query_norm:
                 g_q = torch._softmax_backward_data(g_queries, queries, 3, queries.dtype)
                 flat(gq).add_(g_q) if m.positional else flat(gq).copy_(g_q)
-        return (grad_cl.permute(0, 3, 1, 2), grads_rel.get("col"), grads_rel.get("row"), g_bn_w, g_bn_b, None)
+        grad_x, grad_w = _project_backward(x, weight, grad_cl, *ctx.needs_input_grad[:2])
+        return grad_x, grad_w, grads_rel.get("col"), grads_rel.get("row"), g_bn_w, g_bn_b, None
 
 
 def fused_forward(m: GlobalSelfAttention, x: Tensor) -> Tensor:
     """`m(x)` through the native kernels: (B, C_in, H, W) -> (B, C_out, H, W), before out_proj."""
     convs = [m.to_q] + ([m.to_k] if m.content else []) + [m.to_v]
     weight = torch.cat([c.weight for c in convs]) if len(convs) > 1 else convs[0].weight
-    qkv = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight)      # (B, Ct, H, W), NHWC memory
-    if not qkv.is_contiguous(memory_format=torch.channels_last):
-        qkv = qkv.contiguous(memory_format=torch.channels_last)
     pos = m.positional
-    return _FusedGSA.apply(qkv, m.rel_col if pos else None, m.rel_row if pos else None,
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()
+    return _FusedGSA.apply(x, weight,
+                           m.rel_col if pos else None, m.rel_row if pos else None,
                            m.norm.weight if pos else None, m.norm.bias if pos else None, m)

@@ -200,3 +200,39 @@ def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train, monke
         results.append([p.grad.clone() for p in params])
     for fast, ref in zip(*results):
         torch.testing.assert_close(fast, ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_native_module_reads_every_input_layout(layout):
+    # the q|k|v projection reads NCHW and channels-last inputs in place (others are copied), and
+    # the input's gradient comes back in the input's layout
+    m = seeded_module(13, heads=2, dim_key=8, max_size=(5, 6))
+    base = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    x = {"nchw": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
+         "strided": torch.randn(3, 4, 5, 12, dtype=torch.float64)[..., ::2]}[layout].requires_grad_(True)
+    assert_module_matches_reference(m, x, torch.randn(3, 16, 5, 6, dtype=torch.float64))
+    if layout == "channels_last":
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_buffer_pool_reuses_only_released_buffers():
+    from gsa_space import buffer_pool
+    buffer_pool.clear()
+    a = buffer_pool.take((4, 5), torch.float32)
+    b = buffer_pool.take((4, 5), torch.float32)
+    assert a.data_ptr() != b.data_ptr()  # a is still alive
+    ptr = a.data_ptr()
+    del a
+    c = buffer_pool.take((2, 3), torch.float32)  # fits in the released buffer
+    assert c.data_ptr() == ptr and c.shape == (2, 3)
+    assert buffer_pool.take((4, 5), torch.float64).dtype == torch.float64
+    # two forwards before their backwards: each keeps its own q|k|v map (saved for the backward)
+    m = seeded_module(14, heads=2, dim_key=8, max_size=5)
+    xs = [torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    outs = [m(x) for x in xs]
+    for out in outs:
+        out.sum().backward()
+    for x in xs:
+        want = torch.autograd.grad(ref_module(m, x).sum(), x)[0]
+        torch.testing.assert_close(x.grad, want, rtol=0, atol=1e-9)
+    buffer_pool.clear()
