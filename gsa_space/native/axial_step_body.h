@@ -238,7 +238,7 @@ int FN(gsa_axial_forward)(const int64_t *dims, const int64_t *strides, const REA
     memcpy(&proto.sv, strides + 5, sizeof(strides_t));
     memcpy(&proto.sout, strides + 10, sizeof(strides_t));
     int64_t n = split_jobs((char *)jobs, &proto, sizeof(FN(job_t)), FN(line_tasks)(dims), dims[D_THREADS]);
-    int status = run_jobs(FN(forward_job), (char *)jobs, sizeof(FN(job_t)), n);
+    int status = run_jobs(FN(forward_job), (char *)jobs, sizeof(FN(job_t)), n, dims[D_THREADS]);
     free(rt); free(rp); free(jobs);
     return status;
 }
@@ -249,19 +249,19 @@ int FN(gsa_axial_backward)(const int64_t *dims, const int64_t *strides, const RE
     int64_t h = dims[D_H], L = dims[D_L], dk = dims[D_DK], dkp = round_up(dk, VLEN);
     int64_t per = h * L * dkp;
     FN(job_t) *jobs = malloc(sizeof(FN(job_t)) * 256);
-    REAL *rt = malloc(sizeof(REAL) * h * dk * (L + 2 * PAD)), *rp = malloc(sizeof(REAL) * per);
-    REAL *drp = calloc((size_t)per * min64(256, max64(1, dims[D_THREADS])), sizeof(REAL));
-    if (!rt || !rp || !jobs || !drp) { free(rt); free(rp); free(jobs); free(drp); return -1; }
-    FN(prepare)(dims, rel, rt, rp);
-    FN(job_t) proto = {.dims = dims, .q = q, .v = v, .g = g, .rt = rt, .rp = rp, .gq = gq, .gv = gv};
+    FN(job_t) proto = {.dims = dims, .q = q, .v = v, .g = g, .gq = gq, .gv = gv};
     memcpy(&proto.sq, strides, sizeof(strides_t));
     memcpy(&proto.sv, strides + 5, sizeof(strides_t));
     memcpy(&proto.sg, strides + 10, sizeof(strides_t));
     memcpy(&proto.sgq, strides + 15, sizeof(strides_t));
     memcpy(&proto.sgv, strides + 20, sizeof(strides_t));
-    int64_t n = split_jobs((char *)jobs, &proto, sizeof(FN(job_t)), FN(line_tasks)(dims), dims[D_THREADS]);
-    for (int64_t i = 0; i < n; i++) jobs[i].drp = drp + i * per;
-    int status = run_jobs(FN(backward_job), (char *)jobs, sizeof(FN(job_t)), n);
+    int64_t n = jobs ? split_jobs((char *)jobs, &proto, sizeof(FN(job_t)), FN(line_tasks)(dims), dims[D_THREADS]) : 0;
+    REAL *rt = malloc(sizeof(REAL) * h * dk * (L + 2 * PAD)), *rp = malloc(sizeof(REAL) * per);
+    REAL *drp = calloc((size_t)per * max64(1, n), sizeof(REAL));  /* one partial embedding grad per job */
+    if (!rt || !rp || !jobs || !drp) { free(rt); free(rp); free(jobs); free(drp); return -1; }
+    FN(prepare)(dims, rel, rt, rp);
+    for (int64_t i = 0; i < n; i++) { jobs[i].rt = rt; jobs[i].rp = rp; jobs[i].drp = drp + i * per; }
+    int status = run_jobs(FN(backward_job), (char *)jobs, sizeof(FN(job_t)), n, dims[D_THREADS]);
     for (int64_t j = 0; j < h; j++)
         for (int64_t o = 0; o < L; o++)
             for (int64_t d = 0; d < dk; d++) {

@@ -236,7 +236,7 @@ static int FN(crun)(void *(*fn)(void *), const int64_t *dims, FN(cjob_t) proto) 
                 jobs[n].j1 = h * (i + 1) / groups;
             }
     }
-    int status = run_jobs(fn, (char *)jobs, sizeof(FN(cjob_t)), n);
+    int status = run_jobs(fn, (char *)jobs, sizeof(FN(cjob_t)), n, threads);
     free(jobs);
     return status;
 }

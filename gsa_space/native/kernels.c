@@ -43,10 +43,14 @@ static inline __attribute__((always_inline)) void prefetch_span(const void *p, i
 /* What every job struct starts with: its range of tasks and its status (-1: no scratch). */
 typedef struct { int64_t t0, t1; int status; } job_head_t;
 
+/* Jobs per thread when there are several threads: threads take the next job as they finish
+ * (dynamic), so a core slowed by other processes holds the call back by one small job at most. */
+#define JOBS_PER_THREAD 4
+
 /* Fill jobs (each job_size bytes, job_head_t first) from proto, one contiguous range of the tasks
- * each, at most `threads` and 256 jobs; returns how many. */
+ * each, at most 256; returns how many. */
 static int64_t split_jobs(char *jobs, const void *proto, size_t job_size, int64_t tasks, int64_t threads) {
-    int64_t n = min64(max64(1, threads), min64(tasks, 256));
+    int64_t n = min64(threads > 1 ? threads * JOBS_PER_THREAD : 1, min64(tasks, 256));
     for (int64_t i = 0; i < n; i++) {
         job_head_t *head = (job_head_t *)(jobs + i * job_size);
         memcpy(head, proto, job_size);
@@ -56,12 +60,13 @@ static int64_t split_jobs(char *jobs, const void *proto, size_t job_size, int64_
     return n;
 }
 
-/* Run fn(job_i) for i < n on OpenMP threads; returns the jobs' statuses or-ed. Loaded into a
- * process that holds PyTorch, this library binds to PyTorch's own libgomp (same soname), so the
- * kernel shares its thread pool: separate pthreads would fight PyTorch's spinning workers. */
-static int run_jobs(void *(*fn)(void *), char *jobs, size_t job_size, int64_t n) {
+/* Run fn(job_i) for i < n on at most `threads` OpenMP threads; returns the jobs' statuses or-ed.
+ * Loaded into a process that holds PyTorch, this library binds to PyTorch's own libgomp (same
+ * soname), so the kernel shares its thread pool: separate pthreads would fight PyTorch's
+ * spinning workers. */
+static int run_jobs(void *(*fn)(void *), char *jobs, size_t job_size, int64_t n, int64_t threads) {
     if (n <= 0) return 0;
-#pragma omp parallel for num_threads(n) schedule(static, 1)
+#pragma omp parallel for num_threads(min64(n, max64(1, threads))) schedule(dynamic, 1)
     for (int64_t i = 0; i < n; i++) fn(jobs + i * job_size);
     int status = 0;
     for (int64_t i = 0; i < n; i++) status |= ((job_head_t *)(jobs + i * job_size))->status;
