@@ -73,8 +73,10 @@ def _project_backward(x: Tensor, weight: Tensor, grad: Tensor, want_x: bool, wan
         g_t = grad.view(B, H * W, -1).transpose(1, 2)                             # (B, Ct, HW)
         if want_x:
             grad_x = torch.bmm(w2.t().expand(B, C, -1), g_t).view(B, C, H, W)
-        if want_w:
+        if want_w and g_t.shape[1] <= H * W:  # per-image products summed: (B, Ct, C) partials
             grad_w = torch.bmm(g_t, x.view(B, C, H * W).transpose(1, 2)).sum(0).view_as(weight)
+        elif want_w:  # small maps: copying x to rows moves less than those partials would
+            grad_w = torch.mm(grad.view(B * H * W, -1).t(), x.permute(0, 2, 3, 1).reshape(B * H * W, C)).view_as(weight)
     else:
         rows, x_rows = grad.view(B * H * W, -1), x.permute(0, 2, 3, 1).reshape(B * H * W, C)
         if want_x:

@@ -30,7 +30,7 @@ def seeded_module(seed, **kwargs):
     return GlobalSelfAttention(kwargs.pop("in_channels", 4), kwargs.pop("out_channels", 16), **kwargs).double()
 
 
-@pytest.mark.parametrize("threads", [2, 3])  # 3: uneven split of the line tasks, three partial embedding grads
+@pytest.mark.parametrize("threads", [2, 3])  # 3: uneven split of the line tasks into jobs, a partial embedding grad each
 @pytest.mark.parametrize("extent", ["global", 3])
 def test_native_module_on_several_threads_matches_reference(threads, extent):
     torch.set_num_threads(threads)  # the one_thread fixture restores it
@@ -202,15 +202,17 @@ def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train, monke
         torch.testing.assert_close(fast, ref, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("out_channels, dim_key", [(16, 8), (4, 1)])  # q|k|v map wider / narrower than 5x6
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
-def test_native_module_reads_every_input_layout(layout):
+def test_native_module_reads_every_input_layout(layout, out_channels, dim_key):
     # the q|k|v projection reads NCHW and channels-last inputs in place (others are copied), and
-    # the input's gradient comes back in the input's layout
-    m = seeded_module(13, heads=2, dim_key=8, max_size=(5, 6))
+    # the input's gradient comes back in the input's layout; its weight gradient sums per-image
+    # products when the map has fewer channels than positions, else one product over all rows
+    m = seeded_module(13, out_channels=out_channels, heads=2, dim_key=dim_key, max_size=(5, 6))
     base = torch.randn(3, 4, 5, 6, dtype=torch.float64)
     x = {"nchw": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
          "strided": torch.randn(3, 4, 5, 12, dtype=torch.float64)[..., ::2]}[layout].requires_grad_(True)
-    assert_module_matches_reference(m, x, torch.randn(3, 16, 5, 6, dtype=torch.float64))
+    assert_module_matches_reference(m, x, torch.randn(3, out_channels, 5, 6, dtype=torch.float64))
     if layout == "channels_last":
         assert x.grad.is_contiguous(memory_format=torch.channels_last)
 
