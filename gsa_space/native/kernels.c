@@ -40,6 +40,16 @@ static inline __attribute__((always_inline)) void prefetch_span(const void *p, i
     __builtin_prefetch(end - 1, 0, 1);
 }
 
+/* One load for several products: GCC otherwise folds the load into each FMA (one load each).
+ * Only where a vector (VBYTES) fits one register: AVX's ymm, AVX-512's 32 of them. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__AVX512VL__)
+#define KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
+#elif defined(__GNUC__) && defined(__x86_64__) && defined(__AVX__)
+#define KEEP_IN_REGISTER(v) __asm__("" : "+x"(v))
+#else
+#define KEEP_IN_REGISTER(v) ((void)0)
+#endif
+
 /* What every job struct starts with: its range of tasks and its status (-1: no scratch). */
 typedef struct { int64_t t0, t1; int status; } job_head_t;
 

@@ -36,7 +36,10 @@ static inline __attribute__((always_inline)) void FN(tile)(
     for (int64_t k = 0; k < count; k++) {
         VEC rv[4];
         if (shared)
-            for (int b = 0; b < n; b++) rv[b] = *(const VEC *)(r + k * rk + b * VLEN);
+            for (int b = 0; b < n; b++) {
+                rv[b] = *(const VEC *)(r + k * rk + b * VLEN);
+                KEEP_IN_REGISTER(rv[b]);
+            }
         for (int w = 0; w < u; w++) {
             REAL x = s[w * s_row + k * sk];
             for (int b = 0; b < n; b++)

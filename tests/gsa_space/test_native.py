@@ -238,3 +238,28 @@ def test_buffer_pool_reuses_only_released_buffers():
         want = torch.autograd.grad(ref_module(m, x).sum(), x)[0]
         torch.testing.assert_close(x.grad, want, rtol=0, atol=1e-9)
     buffer_pool.clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_wide_lines_match_torch_path(dtype, monkeypatch):
+    # lines of 33 and 34 positions take the shared-load logits tiles (>= 4 vectors; their shifted
+    # stores, column chunks and leftover rows); checked against the PyTorch-ops path, itself
+    # checked against the loop references on small maps in test_attention
+    m = seeded_module(15, heads=2, dim_key=8, max_size=(33, 34))
+    x = torch.randn(2, 4, 33, 34, dtype=torch.float64)
+    seed = torch.randn(2, 16, 33, 34, dtype=torch.float64)
+    results = []
+    for native_on, run_dtype in (("1", dtype), ("0", torch.float64)):
+        monkeypatch.setenv("GSA_NAS_NATIVE", native_on)
+        mod, inp = m.to(run_dtype), x.detach().to(run_dtype).requires_grad_(True)
+        params = [inp] + list(mod.parameters())
+        for p in params:
+            p.grad = None
+        out = mod(inp)
+        (out * seed.to(run_dtype)).sum().backward()
+        results.append([out.detach().double()] + [p.grad.double() for p in params])
+    for fast, ref in zip(*results):
+        if dtype == torch.float64:
+            torch.testing.assert_close(fast, ref, rtol=0, atol=1e-9)
+        else:
+            assert float((fast - ref).abs().max() / ref.abs().max()) < 1e-4
