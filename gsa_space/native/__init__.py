@@ -30,7 +30,7 @@ __all__ = ["available", "axial_backward", "axial_forward", "content_backward", "
            "retain_freed_memory"]
 
 _HERE = Path(__file__).parent
-_SOURCES = ("kernels.c", "vector_ops.h", "axial_step_body.h", "content_step_body.h")
+_SOURCES = ("kernels.c", "vector_ops.h", "axial_step_body.h", "axial_line_math.h", "content_step_body.h")
 _FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno")
 # Tried in order: tuned for this CPU with OpenMP, then without tuning, then single-threaded.
 _LADDER = (("-march=native", "-fopenmp"), ("-fopenmp",), ())
