@@ -2,8 +2,9 @@
 
 The axial relative step is a batch of thousands of tiny products per line and head, and the
 content branch a few small ones per image and head; in PyTorch ops both are bound by per-product
-dispatch and layout copies. `kernels.c` runs one line (or image) of one head per task, reading
-the channels-last maps in place, with its intermediates in cache, on PyTorch's OpenMP threads.
+dispatch and layout copies. `kernels.c` runs one line of one head (or one image, in blocks of
+positions) per task, reading the channels-last maps in place with the next operands prefetched,
+its intermediates in cache, on PyTorch's OpenMP threads.
 No compiler, a failed build, or GSA_NAS_NATIVE=0 means `library()` is None and callers take the
 PyTorch path, which gives the same numbers. The shared object is cached per source, flags and CPU
 under $GSA_NAS_CACHE (default ~/.cache/gsa-nas), built to a temporary name and renamed, so
