@@ -207,6 +207,8 @@ def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, c
     """Gradients of `axial_forward` for q, v and rel (h, L, dk). Into `grad_q` / `grad_v` (any
     strides; added to them when `add_q` / `add_v`) or new contiguous channels-last tensors."""
     _check_axial(q, v, rel, axis)
+    if (add_q and grad_q is None) or (add_v and grad_v is None):
+        raise ValueError("axial backward: adding to a gradient needs its buffer (grad_q / grad_v)")
     rel = rel.contiguous()
     grad_view = grad if channels_last_out else _nchw_as_lines(grad)              # (B, H, W, h, dv)
     grad_q = torch.empty_like(q, memory_format=torch.contiguous_format) if grad_q is None else grad_q
@@ -248,6 +250,8 @@ def content_backward(q: Tensor, k: Tensor, v: Tensor, grad: Tensor, summary: Ten
     dv = v.shape[-1]
     if summary.shape != (B, h, dv + 2, dk):
         raise ValueError(f"content backward: summary {tuple(summary.shape)}, want {(B, h, dv + 2, dk)}")
+    if (add[0] and into[0] is None) or (add[1] and into[2] is None):
+        raise ValueError("content backward: adding to a gradient needs its buffer in `into`")
     grads = [t if t is not None else torch.empty(B, N, h, c, dtype=q.dtype) for t, c in zip(into, (dk, dk, dv))]
     if q.numel() == 0:
         return (grads[0] if add[0] else grads[0].zero_()), grads[1].zero_(), (grads[2] if add[1] else grads[2].zero_())

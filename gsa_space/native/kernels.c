@@ -33,11 +33,13 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * prefetches must be inlined: GCC deems such a function pure and drops its calls. */
 static inline __attribute__((always_inline)) void prefetch_span(const void *p, int64_t len, int write) {
     const char *c = p, *end = c + len;
-    if (write)
+    if (write) {
         for (; c < end; c += 64) __builtin_prefetch(c, 1, 1);
-    else
+        __builtin_prefetch(end - 1, 1, 1);
+    } else {
         for (; c < end; c += 64) __builtin_prefetch(c, 0, 1);
-    __builtin_prefetch(end - 1, 0, 1);
+        __builtin_prefetch(end - 1, 0, 1);
+    }
 }
 
 /* One load for several products: GCC otherwise folds the load into each FMA (one load each).

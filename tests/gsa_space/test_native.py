@@ -163,6 +163,11 @@ def test_native_wrappers_reject_arguments_outside_their_contract():
     keys = torch.zeros(1, 16, 2, 3)
     with pytest.raises(ValueError, match="summary"):
         native.content_backward(keys, keys, torch.zeros(1, 16, 2, 5), torch.zeros(1, 2, 5, 16), torch.zeros(1, 2, 5, 3))
+    with pytest.raises(ValueError, match="needs its buffer"):
+        native.content_backward(keys, keys, torch.zeros(1, 16, 2, 5), torch.zeros(1, 2, 5, 16), torch.zeros(1, 2, 7, 3),
+                                add=(True, False))
+    with pytest.raises(ValueError, match="needs its buffer"):
+        native.axial_backward(q, v, torch.zeros(2, 7, 3), torch.zeros(1, 4, 4, 2, 5), "col", True, add_v=True)
 
 
 def test_native_module_empty_batch_and_nan_keys():
