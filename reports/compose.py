@@ -7,7 +7,6 @@ curves, compute ledger, excluded trials.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -18,7 +17,7 @@ from reports import columns as C
 from reports import figures as F
 from reports import formatting as fmt
 from reports import tables as T
-from reports.ledger import Ledger, compute_ledger
+from reports.ledger import compute_ledger, ledger_table
 from reports.render import Document, FigureRef, Section
 
 LEADERBOARD_ROWS = 20
@@ -52,11 +51,6 @@ class ReportParts:
     document: Document
     tables: Mapping[str, pd.DataFrame]
     figures: Mapping[str, Figure]
-
-
-def file_stem(text: str) -> str:
-    """A safe file stem: letters, digits, '.', '-' and '_' kept, anything else '_'."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
 def primary_metric(study: Study) -> str:
@@ -265,7 +259,7 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
     refs = []
     for factor, bins in _edf_factors(study, trials):
         edf = T.error_edf(trials, factor, metric, bins=bins)
-        stem = f"edf_{file_stem(factor)}"
+        stem = f"edf_{fmt.file_stem(factor)}"
         tables[stem] = edf
         figures[stem] = F.edf_figure(edf, factor, colors=colors if factor == C.VARIANT else None)
         how = f" ({factor} continuous: {EDF_BINS} quantile bins)" if bins else ""
@@ -285,7 +279,7 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
 
     ledger = compute_ledger(trials)
     tables["ledger"] = ledger.to_frame()
-    sections.append(Section("Compute ledger", table=_ledger_table(ledger)))
+    sections.append(Section("Compute ledger", table=ledger_table(ledger)))
 
     excluded = T.excluded_trials(trials)
     tables["excluded"] = excluded
@@ -300,15 +294,3 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
     doc = Document(study.title, study.description, study.header, tuple(sections))
     return ReportParts(doc, tables, figures)
 
-
-def _ledger_table(ledger: Ledger) -> pd.DataFrame:
-    rows = [
-        ("trials (complete / pruned / failed / infeasible)",
-         f"{ledger.trials} ({ledger.complete} / {ledger.pruned} / {ledger.failed} / {ledger.infeasible})"),
-        ("epochs trained", str(ledger.epochs_trained)),
-        ("trial-hours (infeasible trials take none)", fmt.sig3(ledger.trial_hours)),
-        ("epochs saved by pruning", str(ledger.pruned_epochs_saved)),
-        ("epochs had no trial been pruned", str(ledger.full_budget_epochs)),
-        ("share of training saved by pruning", fmt.pct(ledger.saved_share)),
-    ]
-    return pd.DataFrame(rows, columns=["quantity", "value"])

@@ -8,6 +8,7 @@ applies a formatter per column and names columns for people (`HEADERS`; CSVs kee
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Mapping
 
 import numpy as np
@@ -121,3 +122,8 @@ def format_table(frame: pd.DataFrame, formatters: Mapping[str, Callable[[object]
         fmt = chosen.get(col, plain)
         out[names.get(col, col)] = [fmt(v) for v in frame[col].tolist()]
     return out
+
+
+def file_stem(text: str) -> str:
+    """A safe file stem: letters, digits, '.', '-' and '_' kept, anything else '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from reports import columns as C
+from reports import formatting as fmt
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -70,3 +71,17 @@ def compute_ledger(trials: pd.DataFrame) -> Ledger:
         full_budget_epochs=full,
         saved_share=saved / full if full else float("nan"),
     )
+
+
+def ledger_table(ledger: Ledger) -> pd.DataFrame:
+    """The ledger as the report's (quantity, value) table."""
+    rows = [
+        ("trials (complete / pruned / failed / infeasible)",
+         f"{ledger.trials} ({ledger.complete} / {ledger.pruned} / {ledger.failed} / {ledger.infeasible})"),
+        ("epochs trained", str(ledger.epochs_trained)),
+        ("trial-hours (infeasible trials take none)", fmt.sig3(ledger.trial_hours)),
+        ("epochs saved by pruning", str(ledger.pruned_epochs_saved)),
+        ("epochs had no trial been pruned", str(ledger.full_budget_epochs)),
+        ("share of training saved by pruning", fmt.pct(ledger.saved_share)),
+    ]
+    return pd.DataFrame(rows, columns=["quantity", "value"])

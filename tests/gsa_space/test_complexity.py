@@ -13,6 +13,7 @@ from gsa_space.attention import GlobalSelfAttention
 from gsa_space.complexity import (
     NO_ARITHMETIC_OPS, SOFTMAX_MACS_PER_ELEMENT, Complexity, breakdown, complexity, measure, uncounted_ops,
 )
+from gsa_space.describe import describe_net
 from gsa_space.networks import build_net, create_net
 from gsa_space.variants import build_config
 
@@ -140,3 +141,37 @@ def test_measure_restores_training_mode():
 def test_complexity_module_without_config_needs_input_size():
     with pytest.raises(ValueError, match="input_size=None needs a network built from a NetConfig"):
         complexity(nn.Sequential(nn.Conv2d(1, 2, 1)))
+
+
+# The attention module's own counts (traced on its PyTorch-ops path, whatever kernels run).
+
+def _positional_macs(extent, size=16, heads=2, dim_key=4, channels=8):
+    m = GlobalSelfAttention(channels, channels, heads=heads, dim_key=dim_key, extent=extent,
+                            content=False, max_size=size)
+    return round(measure(m, size, in_chans=channels).gmacs * 1e9)
+
+
+def test_global_self_attention_windowed_macs_exact():
+    from fvcore.nn import FlopCountAnalysis
+    from gsa_space.complexity import handlers
+
+    S, h, dk, dv, C, L = 16, 2, 4, 4, 8, 3
+    m = GlobalSelfAttention(C, C, heads=h, dim_key=dk, extent=L, content=False, max_size=S).eval()
+    by_op = FlopCountAnalysis(m, (torch.randn(1, C, S, S),)).set_op_handle(**handlers()).by_operator()
+    assert by_op["bmm"] == 2 * S * S * h * L * dk               # logits of every offset, both steps
+    assert 0 <= by_op["mul"] - 2 * h * dv * S * S < 8               # offset 0 (+ traced size arithmetic)
+    assert by_op["addcmul_"] == 2 * h * dv * S * 2 * (S - 1)   # offsets +-1, inside the map only
+    assert by_op["linear"] == S * S * C * (h * dk + C)
+
+
+def test_global_self_attention_macs_grow_with_extent():
+    macs = [_positional_macs(L) for L in (1, 3, 5, 9, 15, "global")]
+    assert macs == sorted(macs) and len(set(macs)) == 6
+
+
+def test_describe_gsa_resnet_tiny_extent_3_fewer_macs_than_global():
+    local = complexity(build_config("gsa_resnet_tiny", overrides={"gsa.extent": 3}))
+    dense = complexity(build_config("gsa_resnet_tiny", overrides={"gsa.extent": "global"}))
+    assert local.gmacs < 0.97 * dense.gmacs
+    assert f"MACs {local.gmacs * 1e3:.3f}M" in describe_net("gsa_resnet_tiny", overrides={"gsa.extent": 3})
+    assert f"MACs {dense.gmacs * 1e3:.3f}M" in describe_net("gsa_resnet_tiny")

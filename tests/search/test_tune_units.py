@@ -13,7 +13,7 @@ from search.results import LEADING, METRICS, results_frame, space_fields, spec_v
 from search.study import load_study, resolve_trial
 from search.tune.ledger import COMPLETE, FAILED, INFEASIBLE, INTERRUPTED, PRUNED, Ledger, open_study
 from search.tune.plan import plan_work
-from search.tune.progress import Tally, fmt_seconds, progress_line
+from search.tune.progress import Tally
 from search.tune.searcher import violations
 from search.tune.space_compile import decode_params, encode, grid_size, make_pruner, make_sampler, sample_point
 
@@ -183,33 +183,6 @@ def test_spec_value_reads_resolved_trial():
     assert values == [False, True, (2, 3), 0.01, "gsa_resnet_tiny", "conv3x3"]
 
 
-def test_progress_line_counts_best_and_eta():
-    tally = Tally(planned=4, started=0.0)
-    tally.add(COMPLETE, 0.8)
-    tally.add(PRUNED)
-    tally.add(INFEASIBLE)
-    line = progress_line("demo", tally, running=2, now=60.0)
-    assert line == ("[demo] 2/4 done (1 complete, 1 pruned, 0 failed, 1 infeasible) | 2 running | "
-                    "best val_acc 0.800 | 1m00s, ETA 1m00s")
-
-
-def test_fmt_seconds_units():
-    assert (fmt_seconds(5), fmt_seconds(75), fmt_seconds(3700)) == ("5s", "1m15s", "1h01m")
-
-
-def test_progress_line_trial_end_does_not_count_the_ending_trial_as_running():
-    import io
-    from types import SimpleNamespace
-
-    from search.tune.progress import ProgressLine
-
-    stream = io.StringIO()
-    tally = Tally(planned=2)
-    ending, other = SimpleNamespace(status="RUNNING"), SimpleNamespace(status="RUNNING")
-    ProgressLine("demo", tally, stream=stream).on_trial_complete(1, [ending, other], ending)
-    assert "| 1 running |" in stream.getvalue()
-
-
 def test_spec_value_gsa_field_of_a_conv_net_is_none():
     from search.results import spec_value
     from search.study import load_study, resolve_trial
@@ -285,20 +258,3 @@ def test_records_summary_counts_in_fixed_order():
     assert records_summary(["infeasible", "failed", "pruned", "complete"]) == (
         "4 records: 1 complete, 1 pruned, 1 failed, 1 infeasible")
     assert (records_summary(["failed"]), records_summary([])) == ("1 record: 1 failed", "0 records")
-
-
-def test_progress_line_counts_pending_trials_as_starting():
-    import io
-    from types import SimpleNamespace
-
-    from search.tune.progress import ProgressLine, count_live
-
-    trials = [SimpleNamespace(status=s) for s in ("RUNNING", "PENDING", "TERMINATED", "RUNNING")]
-    assert count_live(trials, ending=trials[3]) == (1, 1)
-    line = progress_line("demo", Tally(planned=3, started=0.0), running=1, now=5.0, starting=1)
-    assert line == ("[demo] 0/3 done (0 complete, 0 pruned, 0 failed, 0 infeasible) | 1 running, 1 starting | "
-                    "best val_acc - | 5s, ETA ?")
-    stream = io.StringIO()
-    pending = [SimpleNamespace(status="PENDING"), SimpleNamespace(status="PENDING")]
-    ProgressLine("demo", Tally(planned=2), stream=stream, every_s=0.0).on_step_end(1, pending)
-    assert "| 0 running, 2 starting |" in stream.getvalue()
