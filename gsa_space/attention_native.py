@@ -52,37 +52,39 @@ def _steps(m: GlobalSelfAttention) -> list[tuple[str, Tensor]]:
     return steps[::-1] if m.axial_order == "row_col" else steps
 
 
-def _project(x: Tensor, weight: Tensor, qkv: Tensor) -> None:
-    """qkv (B, H, W, Ct) = the 1x1 projection of x (B, C, H, W) by weight (Ct, C, 1, 1). Both
-    layouts of x are read in place: an NCHW image is a transposed operand of its product."""
+def _project(x: Tensor, weight: Tensor, qkv: Tensor) -> Tensor | None:
+    """qkv (B, H, W, Ct) = the 1x1 projection of x (B, C, H, W) by weight (Ct, C, 1, 1).
+
+    An NCHW image is read in place as the transposed operand of its own product; channels-last x,
+    or NCHW x on a small map (more q|k|v channels than positions, where one product over all rows
+    beats per-image ones and the weight gradient needs the rows anyway), as (positions, C) rows,
+    which are returned for the backward (None otherwise).
+    """
     B, C, H, W = x.shape
     w_t = weight.view(weight.shape[0], C).t()
-    if x.is_contiguous():
+    if x.is_contiguous() and weight.shape[0] <= H * W:
         torch.matmul(x.view(B, C, H * W).transpose(1, 2), w_t, out=qkv.view(B, H * W, -1))
-    else:
-        torch.mm(x.permute(0, 2, 3, 1).reshape(B * H * W, C), w_t, out=qkv.view(B * H * W, -1))
+        return None
+    x_rows = x.permute(0, 2, 3, 1).reshape(B * H * W, C)                         # a view when NHWC
+    torch.mm(x_rows, w_t, out=qkv.view(B * H * W, -1))
+    return x_rows
 
 
-def _project_backward(x: Tensor, weight: Tensor, grad: Tensor, want_x: bool, want_w: bool
-                      ) -> tuple[Tensor | None, Tensor | None]:
+def _project_backward(x: Tensor, x_rows: Tensor | None, weight: Tensor, grad: Tensor, want_x: bool,
+                      want_w: bool) -> tuple[Tensor | None, Tensor | None]:
     """Gradients of `_project` for x (in x's layout) and weight, from grad (B, H, W, Ct)."""
     B, C, H, W = x.shape
     w2 = weight.view(weight.shape[0], C)
+    g_rows, g_t = grad.view(B * H * W, -1), grad.view(B, H * W, -1).transpose(1, 2)  # (BHW, Ct), (B, Ct, HW)
     grad_x = grad_w = None
-    if x.is_contiguous():
-        g_t = grad.view(B, H * W, -1).transpose(1, 2)                             # (B, Ct, HW)
-        if want_x:
-            grad_x = torch.bmm(w2.t().expand(B, C, -1), g_t).view(B, C, H, W)
-        if want_w and g_t.shape[1] <= H * W:  # per-image products summed: (B, Ct, C) partials
-            grad_w = torch.bmm(g_t, x.view(B, C, H * W).transpose(1, 2)).sum(0).view_as(weight)
-        elif want_w:  # small maps: copying x to rows moves less than those partials would
-            grad_w = torch.mm(grad.view(B * H * W, -1).t(), x.permute(0, 2, 3, 1).reshape(B * H * W, C)).view_as(weight)
-    else:
-        rows, x_rows = grad.view(B * H * W, -1), x.permute(0, 2, 3, 1).reshape(B * H * W, C)
-        if want_x:
-            grad_x = torch.mm(rows, w2).view(B, H, W, C).permute(0, 3, 1, 2)
-        if want_w:
-            grad_w = torch.mm(rows.t(), x_rows).view_as(weight)
+    if want_x and x.is_contiguous():
+        grad_x = torch.bmm(w2.t().expand(B, C, -1), g_t).view(B, C, H, W)
+    elif want_x:
+        grad_x = torch.mm(g_rows, w2).view(B, H, W, C).permute(0, 3, 1, 2)
+    if want_w and x_rows is not None:
+        grad_w = torch.mm(g_rows.t(), x_rows).view_as(weight)
+    elif want_w:  # per-image products, summed
+        grad_w = torch.bmm(g_t, x.view(B, C, H * W).transpose(1, 2)).sum(0).view_as(weight)
     return grad_x, grad_w
 
 
@@ -96,9 +98,9 @@ class _FusedGSA(torch.autograd.Function):
                 bn_weight: Tensor | None, bn_bias: Tensor | None, m: GlobalSelfAttention) -> Tensor:
         B, C, H, W = x.shape
         qkv = buffer_pool.take((B, H, W, weight.shape[0]), x.dtype)               # (B, H, W, Ct)
-        _project(x, weight, qkv)
+        x_rows = _project(x, weight, qkv)
         q, k, v = _split(qkv, m)                                                  # (B, H, W, h, c) views
-        h, dv, N = m.heads, m.dim_value, H * W
+        h, dv = m.heads, m.dim_value
         out = saved = None
         if m.content:
             queries = q.flatten(1, 2).softmax(dim=-1) if m.query_norm else q.flatten(1, 2)
@@ -113,9 +115,9 @@ class _FusedGSA(torch.autograd.Function):
             y2 = y2.permute(0, 2, 3, 1).reshape(B, H, W, h, dv)                   # a view when NHWC
             out = native.axial_forward(q, y2, rel2, axis2, channels_last_out=False, add_to=out)
             ctx.bn = (mean, invstd, batch_stats)
-            ctx.save_for_backward(x, weight, qkv, *(saved or (qkv, qkv)), y1_nchw, y2)
+            ctx.save_for_backward(x, x_rows, weight, qkv, *(saved or (qkv, qkv)), y1_nchw, y2)
         else:
-            ctx.save_for_backward(x, weight, qkv, *saved)
+            ctx.save_for_backward(x, x_rows, weight, qkv, *saved)
         ctx.m = m
         return out.view(B, h * dv, H, W)
 
@@ -123,9 +125,9 @@ class _FusedGSA(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         m = ctx.m
-        x, weight, qkv, queries, summary, *pos = ctx.saved_tensors
+        x, x_rows, weight, qkv, queries, summary, *pos = ctx.saved_tensors
         B, H, W, Ct = qkv.shape
-        h, dk, dv = m.heads, m.dim_key, m.dim_value
+        h, dv = m.heads, m.dim_value
         grad_cl = buffer_pool.take((B, H, W, Ct), qkv.dtype)                       # the one qkv grad buffer
         gq, gk, gv = _split(grad_cl, m)
         q, k, v = _split(qkv, m)
@@ -153,7 +155,7 @@ class _FusedGSA(torch.autograd.Function):
             if m.query_norm:
                 g_q = torch._softmax_backward_data(g_queries, queries, 3, queries.dtype)
                 flat(gq).add_(g_q) if m.positional else flat(gq).copy_(g_q)
-        grad_x, grad_w = _project_backward(x, weight, grad_cl, *ctx.needs_input_grad[:2])
+        grad_x, grad_w = _project_backward(x, x_rows, weight, grad_cl, *ctx.needs_input_grad[:2])
         return grad_x, grad_w, grads_rel.get("col"), grads_rel.get("row"), g_bn_w, g_bn_b, None
 
 

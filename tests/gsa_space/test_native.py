@@ -211,8 +211,8 @@ def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train, monke
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
 def test_native_module_reads_every_input_layout(layout, out_channels, dim_key):
     # the q|k|v projection reads NCHW and channels-last inputs in place (others are copied), and
-    # the input's gradient comes back in the input's layout; its weight gradient sums per-image
-    # products when the map has fewer channels than positions, else one product over all rows
+    # the input's gradient comes back in the input's layout; an NCHW input takes per-image
+    # products when the map has fewer channels than positions, else one product over copied rows
     m = seeded_module(13, out_channels=out_channels, heads=2, dim_key=dim_key, max_size=(5, 6))
     base = torch.randn(3, 4, 5, 6, dtype=torch.float64)
     x = {"nchw": base, "channels_last": base.contiguous(memory_format=torch.channels_last),
