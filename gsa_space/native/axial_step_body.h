@@ -69,14 +69,6 @@ static void FN(line_load)(FN(line_t) *ln, const FN(job_t) *jb, int64_t t, int gr
         for (int64_t i = 0; i < ln->dv; i++) ln->vt[i * ln->Sp + a] = ln->v[a * ln->stv.s + i * ln->stv.c];
 }
 
-/* Prefetch a line's (S, c) rows: along each position's channels, or each channel's positions. */
-static inline __attribute__((always_inline)) void FN(prefetch_rows)(const REAL *p, strides_t st, int64_t S, int64_t c, int write) {
-    if (st.c <= st.s)
-        for (int64_t a = 0; a < S; a++) prefetch_span(p + a * st.s, (int64_t)sizeof(REAL) * ((c - 1) * st.c + 1), write);
-    else
-        for (int64_t i = 0; i < c; i++) prefetch_span(p + i * st.c, (int64_t)sizeof(REAL) * ((S - 1) * st.s + 1), write);
-}
-
 /* Prefetch task t's operands (the next line) while this one is computed. */
 static inline __attribute__((always_inline)) void FN(prefetch_line)(const FN(job_t) *jb, int64_t t, int grads) {
     if (t >= jb->head.t1) return;

@@ -46,18 +46,11 @@ static int FN(cscratch_init)(FN(cscratch_t) *cs, const int64_t *dims) {
 /* &t[image b, position n, head j] */
 static int64_t FN(coff)(strides_t st, int64_t b, int64_t n, int64_t j) { return b * st.b + n * st.s + j * st.j; }
 
-/* Prefetch the block at n0 (heads j0 .. j1, c channels) of a map, along its contiguous runs:
- * each position's channels (the q|k|v map) or each channel's positions (channel-major maps). */
+/* Prefetch the block at n0 (heads j0 .. j1, c channels) of a map. */
 static inline __attribute__((always_inline)) void FN(prefetch_block)(const REAL *t, strides_t st, int64_t b, int64_t n0, int64_t N,
                                                                   int64_t j0, int64_t j1, int64_t c, int write) {
     if (n0 >= N) return;
-    int64_t nb = min64(CBLOCK, N - n0);
-    for (int64_t j = j0; j < j1; j++) {
-        if (st.c <= st.s)
-            for (int64_t n = n0; n < n0 + nb; n++) prefetch_span(t + FN(coff)(st, b, n, j), (int64_t)sizeof(REAL) * ((c - 1) * st.c + 1), write);
-        else
-            for (int64_t i = 0; i < c; i++) prefetch_span(t + FN(coff)(st, b, n0, j) + i * st.c, (int64_t)sizeof(REAL) * ((nb - 1) * st.s + 1), write);
-    }
+    for (int64_t j = j0; j < j1; j++) FN(prefetch_rows)(t + FN(coff)(st, b, n0, j), st, min64(CBLOCK, N - n0), c, write);
 }
 
 static inline VEC FN(vmax)(VEC a, VEC b) {
@@ -223,10 +216,11 @@ static int FN(crun)(void *(*fn)(void *), const int64_t *dims, FN(cjob_t) proto) 
     if (!jobs) return -1;
     proto.j0 = 0;
     proto.j1 = h;
-    int64_t n = split_jobs((char *)jobs, &proto, sizeof(FN(cjob_t)), B, threads);
-    if (B < threads) {
+    int64_t n = 0;
+    if (B >= threads) {
+        n = split_jobs((char *)jobs, &proto, sizeof(FN(cjob_t)), B, threads);
+    } else {
         int64_t groups = max64(1, min64(h, min64(256 / B, (threads + B - 1) / B)));
-        n = 0;
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < groups; i++, n++) {
                 jobs[n] = proto;

@@ -148,6 +148,15 @@ static void FN(scatter_rows)(REAL *dst, strides_t st, const REAL *src, int64_t c
         for (int64_t i = 0; i < c; i++) dst[a * st.s + i * st.c] = src[a * cp + i];
 }
 
+/* Prefetch strided (S, c) rows (a line, a block of positions) along their contiguous runs: each
+ * position's channels, or each channel's positions (channel-major maps). */
+static inline __attribute__((always_inline)) void FN(prefetch_rows)(const REAL *p, strides_t st, int64_t S, int64_t c, int write) {
+    if (st.c <= st.s)
+        for (int64_t a = 0; a < S; a++) prefetch_span(p + a * st.s, (int64_t)sizeof(REAL) * ((c - 1) * st.c + 1), write);
+    else
+        for (int64_t i = 0; i < c; i++) prefetch_span(p + i * st.c, (int64_t)sizeof(REAL) * ((S - 1) * st.s + 1), write);
+}
+
 /* Rows of a strided (S, c) operand for vector reads: the source itself when its channels are
  * contiguous and fill whole vectors (no copy), else a zero-padded copy in `scratch`. */
 static const REAL *FN(vector_rows)(const REAL *src, strides_t st, int64_t S, int64_t c, REAL *scratch, int64_t *rs) {
