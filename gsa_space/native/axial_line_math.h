@@ -40,20 +40,20 @@ static inline __attribute__((always_inline)) void FN(skew_tile)(FN(line_t) *ln, 
         for (int b = 0; b < n; b++) *(VEC *)LG(ln, a + w, w - (u - 1) + x0 + b * VLEN) = acc[w * n + b];
 }
 
-/* A dense line's logits: tiles of SKEW_ROWS rows (single rows for the rest), their S + u - 1
- * columns in chunks of SKEW_VECS vectors. */
+/* Rows a .. a+u-1 of a dense line's logits: their S + u - 1 columns in chunks of SKEW_VECS
+ * vectors (u and each chunk's width constant at every tile, so the tiles stay in registers). */
+static inline __attribute__((always_inline)) void FN(skew_rows)(FN(line_t) *ln, const REAL *rt, int64_t a, int u) {
+    for (int64_t x0 = 0, cols = round_up(ln->S + u - 1, VLEN); x0 < cols; x0 += SKEW_VECS * VLEN) {
+        if (cols - x0 >= SKEW_VECS * VLEN) FN(skew_tile)(ln, rt, a, x0, SKEW_VECS, u);
+        else for (int n = 1; n < SKEW_VECS; n++) if ((cols - x0) == n * VLEN) FN(skew_tile)(ln, rt, a, x0, n, u);
+    }
+}
+
+/* A dense line's logits: tiles of SKEW_ROWS rows, single rows for the rest. */
 static void FN(dense_logits)(FN(line_t) *ln, const REAL *rt) {
     int64_t a = 0;
-    for (; a + SKEW_ROWS <= ln->S; a += SKEW_ROWS)
-        for (int64_t x0 = 0, cols = round_up(ln->S + SKEW_ROWS - 1, VLEN); x0 < cols; x0 += SKEW_VECS * VLEN) {
-            if (cols - x0 >= SKEW_VECS * VLEN) FN(skew_tile)(ln, rt, a, x0, SKEW_VECS, SKEW_ROWS);
-            else for (int n = 1; n < SKEW_VECS; n++) if ((cols - x0) == n * VLEN) FN(skew_tile)(ln, rt, a, x0, n, SKEW_ROWS);
-        }
-    for (; a < ln->S; a++)
-        for (int64_t x0 = 0, cols = ln->Sp; x0 < cols; x0 += SKEW_VECS * VLEN) {
-            if (cols - x0 >= SKEW_VECS * VLEN) FN(skew_tile)(ln, rt, a, x0, SKEW_VECS, 1);
-            else for (int n = 1; n < SKEW_VECS; n++) if ((cols - x0) == n * VLEN) FN(skew_tile)(ln, rt, a, x0, n, 1);
-        }
+    for (; a + SKEW_ROWS <= ln->S; a += SKEW_ROWS) FN(skew_rows)(ln, rt, a, SKEW_ROWS);
+    for (; a < ln->S; a++) FN(skew_rows)(ln, rt, a, 1);
 }
 
 /* lg[a, a'] = q[a] . rel[a' - a + c] for a' in the window's cover (exact inside the window). A dense
