@@ -255,12 +255,6 @@ def complexity(net_or_config: nn.Module | NetConfig, input_size: int | tuple[int
     return measure(net_or_config, input_size)
 
 
-def macs_by_module(net: nn.Module, input_size: int | tuple[int, int], in_chans: int | None = None) -> dict[str, int]:
-    """MACs of every submodule by qualified name ("" is the whole net, "stages.0" stage 1)."""
-    h, w = _size(input_size)
-    return _count(net, torch.randn(1, in_chans or _in_chans(net), h, w))[0]
-
-
 def uncounted_ops(net: nn.Module, input_size: int | tuple[int, int], in_chans: int | None = None) -> Counter[str]:
     """Ops that neither our handlers count nor are known to be arithmetic-free, with call counts.
 
