@@ -7,7 +7,7 @@ either a GSA module or a 3x3 convolution. Study files edit configs with dotted k
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Mapping
 
@@ -107,6 +107,58 @@ def _set_stage_field(cfg: NetConfig, index: int, name: str, value: Any) -> NetCo
     return replace(cfg, stages=tuple(stages))
 
 
+NETWORK_KEYS: tuple[str, ...] = ("width_mult", "gsa_stages", "depths", "input_size", *NET_FIELDS)
+# The keys a study varies and a results row records: `design_values` reads each from a built net.
+DESIGN_KEYS: tuple[str, ...] = ("width_mult", "gsa_stages", "depths", *(f"gsa.{f}" for f in GSA_FIELDS))
+
+
+@dataclass(frozen=True)
+class NetworkKey:
+    """A dotted network key taken apart: `gsa.X` (scope "gsa"), `stages.I.X` ("stage", I 1-based),
+    or a whole-net key such as `width_mult` ("net", field = the key)."""
+
+    scope: Literal["gsa", "stage", "net"]
+    field: str
+    stage: int | None = None
+
+
+def _unknown(what: str, name: str, key: str, known: tuple[str, ...]) -> KeyError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return KeyError(f"unknown {what} {name!r} in {key!r}; expected one of: {', '.join(known)}{hint}")
+
+
+def is_network_key(key: str) -> bool:
+    """Whether `key` is written as a network key (`gsa.X`, `stages.I.X` or a whole-net key);
+    the field itself may still be unknown (`parse_network_key` says so)."""
+    head, dot, rest = str(key).partition(".")
+    return (head == "gsa" and bool(dot)) or (head == "stages" and bool(dot)) or key in NETWORK_KEYS
+
+
+def parse_network_key(key: str) -> NetworkKey:
+    """`gsa.heads` -> NetworkKey("gsa", "heads"); KeyError naming the key and the rule otherwise.
+
+    The stage number is checked against the net in `apply_override`, not here.
+    """
+    parts = str(key).split(".")
+    if parts[0] == "gsa" and len(parts) == 2:
+        if parts[1] not in GSA_FIELDS:
+            raise _unknown("GSA field", parts[1], key, GSA_FIELDS)
+        return NetworkKey("gsa", parts[1])
+    if parts[0] == "stages" and len(parts) == 3:
+        if not parts[1].isdigit():
+            raise KeyError(f"stage number in {key!r} must be a whole number from 1")
+        if parts[2] not in STAGE_FIELDS:
+            raise _unknown("stage field", parts[2], key, STAGE_FIELDS)
+        return NetworkKey("stage", parts[2], int(parts[1]))
+    if key in NETWORK_KEYS:
+        return NetworkKey("net", key)
+    raise KeyError(
+        f"unknown network key {key!r}; expected gsa.<field>, stages.<n>.<field>, width_mult, "
+        f"gsa_stages, depths, input_size or one of: {', '.join(NET_FIELDS)}"
+    )
+
+
 def apply_override(cfg: NetConfig, key: str, value: Any) -> NetConfig:
     """Return `cfg` with one dotted-key override applied (no validation; see space.validate).
 
@@ -115,18 +167,14 @@ def apply_override(cfg: NetConfig, key: str, value: Any) -> NetConfig:
     `depths`, `input_size`, and the NetConfig fields `stem_width`, `expansion`,
     `in_chans`, `num_classes`.
     """
-    parts = key.split(".")
-    if parts[0] == "gsa" and len(parts) == 2:
-        if parts[1] not in GSA_FIELDS:
-            raise KeyError(f"unknown GSA field {parts[1]!r} in {key!r}; expected one of: {', '.join(GSA_FIELDS)}")
-        return replace(cfg, stages=tuple(replace(s, **{parts[1]: value}) for s in cfg.stages))
-    if parts[0] == "stages" and len(parts) == 3:
+    parsed = parse_network_key(key)
+    if parsed.scope == "gsa":
+        return replace(cfg, stages=tuple(replace(s, **{parsed.field: value}) for s in cfg.stages))
+    if parsed.scope == "stage":
         n = len(cfg.stages)
-        if not parts[1].isdigit() or not 1 <= int(parts[1]) <= n:
+        if not 1 <= parsed.stage <= n:
             raise KeyError(f"stage number in {key!r} must be 1..{n}")
-        if parts[2] not in STAGE_FIELDS:
-            raise KeyError(f"unknown stage field {parts[2]!r} in {key!r}; expected one of: {', '.join(STAGE_FIELDS)}")
-        return _set_stage_field(cfg, int(parts[1]) - 1, parts[2], value)
+        return _set_stage_field(cfg, parsed.stage - 1, parsed.field, value)
     if key == "width_mult":
         return _set_width_mult(cfg, value)
     if key == "gsa_stages":
@@ -136,12 +184,29 @@ def apply_override(cfg: NetConfig, key: str, value: Any) -> NetConfig:
     if key == "input_size":
         size = (value, value) if isinstance(value, int) else tuple(value)
         return replace(cfg, input_size=size)
-    if key in NET_FIELDS:
-        return replace(cfg, **{key: value})
-    raise KeyError(
-        f"unknown network key {key!r}; expected gsa.<field>, stages.<n>.<field>, width_mult, "
-        f"gsa_stages, depths, input_size or one of: {', '.join(NET_FIELDS)}"
-    )
+    return replace(cfg, **{key: value})
+
+
+def network_value(cfg: NetConfig, key: str) -> Any:
+    """The value of network key `key` in a built config, the inverse of `apply_override`.
+
+    `gsa.X` reads the first GSA stage (None in a net without one: not applicable);
+    `gsa_stages` and `depths` are tuples.
+    """
+    parsed = parse_network_key(key)
+    if parsed.scope == "gsa":
+        stages = [s for s in cfg.stages if s.op == "gsa"]
+        return getattr(stages[0], parsed.field) if stages else None
+    if parsed.scope == "stage":
+        return getattr(cfg.stages[parsed.stage - 1], parsed.field)
+    if key == "depths":
+        return tuple(s.depth for s in cfg.stages)
+    return getattr(cfg, key)
+
+
+def design_values(cfg: NetConfig) -> dict[str, Any]:
+    """Every key of DESIGN_KEYS with its value in `cfg` (what a results row records)."""
+    return {key: network_value(cfg, key) for key in DESIGN_KEYS}
 
 
 # Structural keys first, so that `gsa.heads` and `width_mult` given together round widths
@@ -155,8 +220,3 @@ def apply_overrides(cfg: NetConfig, overrides: Mapping[str, Any]) -> NetConfig:
     for key in keys:
         cfg = apply_override(cfg, key, overrides[key])
     return cfg
-
-
-def to_dict(cfg: NetConfig) -> dict[str, Any]:
-    """Plain-data form (lists, not tuples) for YAML/JSON."""
-    return dataclasses.asdict(cfg)

@@ -81,7 +81,7 @@ def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -
     when the run trained 2 epochs; `{"num_samples": 32}` extends a search and passes.
     """
     from search.study import load_study
-    from search.study_resolve import study_document
+    from search.study import study_document
 
     unsafe = {k: v for k, v in overrides.items() if not resume_safe(k)}
     if not unsafe:

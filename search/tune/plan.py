@@ -13,7 +13,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from search.tune.ledger import INFEASIBLE, INTERRUPTED, REASON, SEED, STATE, TRIAL_KEY, VARIANT, Ledger
-from search.tune.space_compile import grid_size
+from search.study.resolve import grid_size
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def pending_reruns(study: Any, ledger: Ledger) -> set[str]:
             if t.state == TrialState.FAIL and t.user_attrs.get(REASON) == INTERRUPTED} - {None} - done
     if study.kind == "ablation":
         from search.study import planned_trials
-        from search.study_resolve import trial_key
+        from search.study import trial_key
 
         lost &= {trial_key(variant, seed, {}) for variant, seed in planned_trials(study)}
     return lost
@@ -49,7 +49,7 @@ def _keys(trials: list, state: TrialState | None = None) -> set[str]:
 
 def plan_ablation(study: Any, ledger: Ledger) -> Plan:
     from search.study import planned_trials
-    from search.study_resolve import trial_key
+    from search.study import trial_key
 
     trials = ledger.study.get_trials(deepcopy=False)
     done = _keys(ledger.finished_records())

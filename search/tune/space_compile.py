@@ -58,14 +58,6 @@ def decode_params(params: Mapping[str, Any], space: Sequence[Dimension]) -> dict
     return out
 
 
-def grid_size(space: Sequence[Dimension]) -> int:
-    """Number of points `grid` enumerates (the product of the choice counts)."""
-    size = 1
-    for dim in space:
-        size *= len(dim.domain.values) if isinstance(dim.domain, Choice) else 1
-    return size
-
-
 def make_sampler(name: str, seed: int | None, options: Mapping[str, Any],
                  space: Sequence[Dimension]) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded; `grid` enumerates the choices, `cmaes` takes numbers only."""

@@ -11,7 +11,7 @@ import yaml
 
 from search.study import (StudyError, TrainConfig, load_study, planned_trials, resolve_trial,
                           study_to_yaml)
-from search.study_load import frozen
+from search.study.schema import frozen
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))

@@ -15,7 +15,8 @@ from search.tune.ledger import COMPLETE, FAILED, INFEASIBLE, INTERRUPTED, PRUNED
 from search.tune.plan import plan_work
 from search.tune.progress import Tally
 from search.tune.searcher import violations
-from search.tune.space_compile import decode_params, encode, grid_size, make_pruner, make_sampler, sample_point
+from search.study.resolve import grid_size
+from search.tune.space_compile import decode_params, encode, make_pruner, make_sampler, sample_point
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

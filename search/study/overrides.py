@@ -7,29 +7,18 @@ value is blamed on the command line rather than on the study file.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Mapping
 
 import yaml
 
-from gsa_space.config import GSA_FIELDS, STAGE_FIELDS
-from search.study_checks import Where, join
+from gsa_space.config import GSA_FIELDS, parse_network_key
+from search.study.keys import TRAIN, document_path, network_path
+from search.study.readers import Where, join
 
-__all__ = ["NETWORK_HEADS", "NETWORK_KEYS", "document_path", "set_text", "command_line_sets", "apply_sets"]
+__all__ = ["set_text", "command_line_sets", "apply_sets"]
 
-NETWORK_HEADS: tuple[str, ...] = ("gsa", "stages")  # `gsa.X`, `stages.N.X`
-NETWORK_KEYS: tuple[str, ...] = ("width_mult", "gsa_stages", "depths")
 # Keys people write without their section; the top-level did-you-mean cannot find these.
 _SECTION_HINTS = dict.fromkeys(GSA_FIELDS, "gsa")
-
-
-def document_path(key: str) -> str:
-    """The document path a `--set` key writes: network shorthand gains `model.`, others are kept."""
-    key = str(key).strip()
-    head = key.partition(".")[0]
-    if (head in NETWORK_HEADS and "." in key) or key in NETWORK_KEYS:
-        return join("model", key)
-    return key
 
 
 def set_text(key: str, value: Any) -> str:
@@ -59,7 +48,7 @@ def _check_top_level(where: Where, key: str, top_keys: tuple[str, ...], train_ke
     """A lone training or GSA field (`epochs`, `heads`) is a section-less key: say which section."""
     if "." in key or key in top_keys:
         return
-    section = "train" if key in train_keys else _SECTION_HINTS.get(key)
+    section = TRAIN if key in train_keys else _SECTION_HINTS.get(key)
     if section is None:
         return  # the top-level key check names it, with its own did-you-mean
     raise where.error("", f"unknown key {key!r} at top level; did you mean {join(section, key)!r}?", set_key=key)
@@ -67,18 +56,14 @@ def _check_top_level(where: Where, key: str, top_keys: tuple[str, ...], train_ke
 
 def _check_network_field(where: Where, path: str) -> None:
     """`model.gsa.haeds` fails here with a did-you-mean, rather than deep in network building."""
-    parts = path.split(".")
-    if parts[:2] == ["model", "gsa"] and len(parts) == 3:
-        field, fields, what = parts[2], GSA_FIELDS, "GSA field"
-    elif parts[:2] == ["model", "stages"] and len(parts) == 4:
-        field, fields, what = parts[3], STAGE_FIELDS, "stage field"
-    else:
+    key = network_path(path)
+    if key is None:
         return
-    if field in fields:
-        return
-    close = difflib.get_close_matches(field, fields, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise where.error(path, f"unknown {what} {field!r}; expected one of: {', '.join(fields)}{hint}")
+    try:
+        parse_network_key(key)
+    except KeyError as err:
+        message = str(err.args[0]).replace(f" in {key!r}", "")
+        raise where.error(path, message) from None
 
 
 def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any], *,
@@ -93,7 +78,7 @@ def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any], 
         if top_keys:
             _check_top_level(where, str(key), top_keys, train_keys)
         _check_network_field(where, str(key))
-        head, _, rest = str(key).partition(".")
+        head, _, rest = str(key).partition(".")  # a document path, walked one section down
         if not rest:
             doc[head] = value
             continue

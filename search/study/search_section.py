@@ -11,11 +11,11 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from search import study_checks as chk
-from search.study import (CONSTRAINT_KEYS, DIRECTIONS, PRUNERS, SAMPLERS, PrunerConfig, SamplerConfig,
-                          SearchConfig)
-from search.study_checks import Where, join
-from search.study_load import frozen
+from gsa_space.space import Choice, Dimension, FloatRange, IntRange
+from search.study import readers as chk
+from search.study.readers import Where, join
+from search.study.schema import (CONSTRAINT_KEYS, DIRECTIONS, PRUNERS, SAMPLERS, PrunerConfig, SamplerConfig,
+                                 SearchConfig, frozen)
 
 # Metrics a study may optimise; test accuracy is reported, never used for selection.
 OBJECTIVE_METRICS: tuple[str, ...] = ("val_acc", "best_val_acc", "val_loss", "gmacs", "params", "act_mb")
@@ -35,10 +35,8 @@ def _constructor_options(module: Any, class_name: str) -> tuple[str, ...]:
     return tuple(p for p in params if p not in _RESERVED and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
 
 
-def parse_dimension(where: Where, path: str, key: str, raw: Any):
+def parse_dimension(where: Where, path: str, key: str, raw: Any) -> Dimension:
     """One `space` entry as a Dimension (domain checked here, key checked when networks are built)."""
-    from gsa_space.space import Choice, Dimension, FloatRange, IntRange
-
     spec = chk.mapping(where, path, raw, allow_none=False)
     chk.known_keys(where, path, spec, DIMENSION_KEYS)
     kinds = [k for k in ("choice", "int", "float") if k in spec]
@@ -105,7 +103,7 @@ def parse_objectives(where: Where, raw: Any) -> tuple[tuple[str, str], ...]:
 
 
 def parse_sampler(where: Where, raw: Any) -> SamplerConfig:
-    import optuna
+    import optuna  # here, not at the top: Tune workers import this package and need no Optuna
 
     s = chk.mapping(where, "sampler", raw)
     name = chk.choice(where, "sampler.name", s.get("name", "tpe"), SAMPLERS, "sampler")
@@ -116,7 +114,7 @@ def parse_sampler(where: Where, raw: Any) -> SamplerConfig:
 
 
 def parse_pruner(where: Where, raw: Any) -> PrunerConfig:
-    import optuna
+    import optuna  # see parse_sampler
 
     p = chk.mapping(where, "pruner", raw)
     name = chk.choice(where, "pruner.name", p.get("name", "none"), PRUNERS, "pruner")

@@ -1,8 +1,8 @@
-"""Studies: what a YAML study file says, as frozen objects, and the trials it plans.
+"""The study schema: what a YAML study file says, as frozen objects, and the trials it plans.
 
-`load_study` turns a file into a `Study` (every problem is one `StudyError` line naming the
-file and the key path); `resolve_trial` turns a study plus sampled values into a `TrialSpec`
-(a built `NetConfig` and a `TrainConfig`) that a worker trains without reading YAML again.
+Everything else in `search.study` produces or consumes these objects: `load` builds a `Study`
+(every problem one `StudyError` line naming the file and the key path), `resolve` turns a
+study plus sampled values into a `TrialSpec` that a worker trains without reading YAML again.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DataConfig", "TrainConfig", "ModelConfig", "Variant", "Resources", "SamplerConfig",
-    "PrunerConfig", "SearchConfig", "Study", "TrialSpec", "StudyError",
-    "load_study", "resolve_trial", "planned_trials", "study_to_yaml",
+    "PrunerConfig", "SearchConfig", "Study", "TrialSpec", "StudyError", "frozen", "planned_trials",
     "DATASETS", "DATASET_SHAPES", "SAMPLERS", "PRUNERS", "OPTUNA_PRUNERS", "DIRECTIONS", "CONSTRAINT_KEYS",
 ]
 
@@ -34,6 +33,11 @@ PRUNERS: tuple[str, ...] = ("median", "percentile", "successive_halving", "hyper
 OPTUNA_PRUNERS: tuple[str, ...] = ("median", "percentile", "successive_halving", "hyperband")
 DIRECTIONS: tuple[str, ...] = ("max", "min")
 CONSTRAINT_KEYS: tuple[str, ...] = ("max_gmacs", "max_params")
+
+
+def frozen(value: Any) -> Any:
+    """Lists become tuples, so that studies stay immutable and hashable."""
+    return tuple(frozen(v) for v in value) if isinstance(value, list) else value
 
 
 class StudyError(ValueError):
@@ -190,32 +194,8 @@ class TrialSpec:
         return dict(self.params)
 
 
-def load_study(path_or_name: str, overrides: Mapping[str, Any] | None = None) -> Study:
-    """Read, override (`--set` dotted keys into the document) and check a study file.
-
-    Example: `load_study("quickstart", {"train.epochs": 2}).train.epochs == 2`.
-    """
-    from search.study_load import load_study as _load
-
-    return _load(path_or_name, overrides)
-
-
-def resolve_trial(study: Study, *, variant: str | None, seed: int, params: Mapping[str, Any]) -> TrialSpec:
-    """The trial of `study` for one variant (ablation) or one sampled point (search)."""
-    from search.study_resolve import resolve_trial as _resolve
-
-    return _resolve(study, variant=variant, seed=seed, params=params)
-
-
 def planned_trials(study: Study) -> list[tuple[str | None, int]]:
     """(variant, seed) pairs of an ablation, variants in file order then seeds; [] for a search."""
     if study.kind != "ablation":
         return []
     return [(v.name, s) for v in study.variants for s in study.seeds]
-
-
-def study_to_yaml(study: Study) -> str:
-    """The resolved study as YAML in the input schema, readable again by `load_study`."""
-    from search.study_resolve import study_to_yaml as _to_yaml
-
-    return _to_yaml(study)

@@ -9,36 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, fields, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
-from search.study import DATASET_SHAPES, Study, TrainConfig, TrialSpec
+from gsa_space.config import NetConfig
+from gsa_space.space import Choice, Dimension, IntRange
+from gsa_space.variants import build_config
+from search.study.keys import split_keys
+from search.study.schema import DATASET_SHAPES, Study, TrainConfig, TrialSpec
 
 
 def split_overrides(study: Study, keys: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(model variant, network overrides, train overrides) of the base model plus `keys`.
-
-    `keys` hold `model.variant`, `train.X` and network keys; later keys win over the base.
-    """
-    variant = study.model.variant
-    net = dict(study.model.overrides)
-    train: dict[str, Any] = {}
-    for key, value in keys.items():
-        if key == "model.variant":
-            variant = value
-        elif key.startswith("train."):
-            train[key[len("train."):]] = value
-        else:
-            net[key] = value
-    return variant, net, train
+    """(model variant, network overrides, train overrides) of the study's base model plus `keys`."""
+    return split_keys(study.model.variant, study.model.overrides, keys)
 
 
-def build_net(study: Study, variant: str, overrides: Mapping[str, Any]):
+def build_net(study: Study, variant: str, overrides: Mapping[str, Any]) -> NetConfig:
     """The validated NetConfig of `variant` + `overrides` at the study's data set input."""
-    from gsa_space.variants import build_config
-
     size, chans, classes = DATASET_SHAPES[study.data.name]
     return build_config(variant, input_size=size, in_chans=chans, num_classes=classes, overrides=dict(overrides))
 
@@ -47,6 +37,11 @@ def _typed_train(train: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:
     """Sampled values arrive as Optuna gives them (e.g. 12.0 for an int field); cast to the field type."""
     casts = {f.name: type(getattr(train, f.name)) for f in fields(TrainConfig)}
     return replace(train, **{k: casts[k](v) if casts[k] in (int, float) else v for k, v in changes.items()})
+
+
+def grid_size(space: Sequence[Dimension]) -> int:
+    """Points of the grid over every choice dimension (conditions ignored, as Optuna's grid does)."""
+    return math.prod(len(d.domain.values) for d in space)
 
 
 def trial_key(variant: str | None, seed: int, params: Mapping[str, Any]) -> str:
@@ -59,7 +54,11 @@ def trial_key(variant: str | None, seed: int, params: Mapping[str, Any]) -> str:
 
 
 def resolve_trial(study: Study, *, variant: str | None, seed: int, params: Mapping[str, Any]) -> TrialSpec:
-    """See `search.study.resolve_trial`; an impossible config raises ValueError naming the field."""
+    """The trial of `study` for one variant (ablation) or one sampled point (search).
+
+    An impossible config raises ValueError naming the field.
+    Example: `resolve_trial(load_study("quickstart"), variant="both", seed=0, params={}).trial_key == "both-s0"`.
+    """
     keys: dict[str, Any] = {}
     if variant is not None:
         keys.update(study.variant(variant).overrides)
@@ -80,10 +79,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def dimension_to_yaml(dim: Any) -> dict[str, Any]:
+def dimension_to_yaml(dim: Dimension) -> dict[str, Any]:
     """A Dimension in the study-file form (`{choice: [...]}` or `{int|float: [lo, hi], ...}`)."""
-    from gsa_space.space import Choice, IntRange
-
     domain = dim.domain
     if isinstance(domain, Choice):
         out: dict[str, Any] = {"choice": _plain(list(domain.values))}
@@ -128,6 +125,6 @@ def study_document(study: Study) -> dict[str, Any]:
 
 
 def study_to_yaml(study: Study) -> str:
-    """See `search.study.study_to_yaml`."""
+    """The resolved study as YAML in the input schema, readable again by `load_study`."""
     header = f"# resolved from {study.source}; read back with gsa-nas validate / load_study\n"
     return header + yaml.safe_dump(study_document(study), sort_keys=False, default_flow_style=None, width=100)

@@ -7,13 +7,15 @@ space dimension); samplers, pruners and objectives are checked against each othe
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any, Mapping
 
-from search.study import OPTUNA_PRUNERS, Study
-from search.study_checks import Where, join
-from search.study_resolve import build_net, split_overrides
+from gsa_space.space import Choice, Dimension
+from search.study import keys
+from search.study.readers import Where, join
+from search.study.resolve import build_net, grid_size, split_overrides
+from search.study.schema import OPTUNA_PRUNERS, Study
+from search.study.sections import train_value
 
 NET_ERRORS = (ValueError, KeyError, TypeError)
 
@@ -46,9 +48,9 @@ def _build_or_blame(where: Where, study: Study, keys: Mapping[str, Any], paths: 
 def check_base_model(where: Where, study: Study) -> None:
     """The base model alone (no variant keys): blame `model.<key>` or `model.variant`."""
     empty = replace(study, model=replace(study.model, overrides=()))
-    keys = {"model.variant": study.model.variant, **dict(study.model.overrides)}
-    paths = {k: join("model", "variant" if k == "model.variant" else k) for k in keys}
-    _build_or_blame(where, empty, keys, paths, "model")
+    base = {keys.MODEL_VARIANT: study.model.variant, **dict(study.model.overrides)}
+    paths = {k: k if k == keys.MODEL_VARIANT else join(keys.MODEL, k) for k in base}
+    _build_or_blame(where, empty, base, paths, keys.MODEL)
 
 
 def check_variants(where: Where, study: Study) -> None:
@@ -57,22 +59,18 @@ def check_variants(where: Where, study: Study) -> None:
         raise where.error("baseline", f"{study.baseline!r} is not among the variants; expected one of: "
                                       f"{', '.join(names)}")
     for v in study.variants:
-        keys = {k: val for k, val in v.overrides if not k.startswith("train.")}
-        paths = {k: join(join("variants", v.name), k) for k in keys}
-        _build_or_blame(where, study, keys, paths, join("variants", v.name))
+        net_keys = {k: val for k, val in v.overrides if keys.train_field(k) is None}
+        paths = {k: join(join("variants", v.name), k) for k in net_keys}
+        _build_or_blame(where, study, net_keys, paths, join("variants", v.name))
 
 
-def _dimension_values(dim: Any) -> list[Any]:
+def _dimension_values(dim: Dimension) -> list[Any]:
     """Values worth building alone: every choice, or the bounds of a range."""
-    from gsa_space.space import Choice
-
     return list(dim.domain.values) if isinstance(dim.domain, Choice) else [dim.domain.low, dim.domain.high]
 
 
 def check_space(where: Where, study: Study) -> None:
     """Each dimension's key is one a trial can set, and each of its values builds on the base."""
-    from search.study_load import train_value
-
     dims = {d.name: d for d in study.search.space}
     earlier: list[str] = []
     for dim in study.search.space:
@@ -87,8 +85,9 @@ def check_space(where: Where, study: Study) -> None:
                 raise where.error(join(path, "when"), f"{cond_key}={cond_value!r} can never hold; "
                                                       f"{cond_key} takes {other.domain!r}")
         for value in _dimension_values(dim):
-            if dim.name.startswith("train."):
-                train_value(where, path, dim.name[len("train."):], value)
+            field = keys.train_field(dim.name)
+            if field is not None:
+                train_value(where, path, field, value)
                 continue
             model, net, _ = split_overrides(study, {dim.name: value})
             try:
@@ -98,15 +97,8 @@ def check_space(where: Where, study: Study) -> None:
         earlier.append(dim.name)
 
 
-def grid_size(study: Study) -> int:
-    """Points of the grid over every choice dimension (conditions ignored, as Optuna's grid does)."""
-    return math.prod(len(d.domain.values) for d in study.search.space)
-
-
 def check_sampler(where: Where, study: Study) -> Study:
     """Sampler vs space and objectives, pruner vs objectives; fills num_samples for a grid."""
-    from gsa_space.space import Choice
-
     s = study.search
     categorical = [d.name for d in s.space if isinstance(d.domain, Choice)]
     if s.sampler.name == "cmaes":
@@ -120,7 +112,7 @@ def check_sampler(where: Where, study: Study) -> Study:
         if ranges:
             raise where.error(join("space", ranges[0]), "is a range, but the grid sampler enumerates choices; "
                                                         "write it as {choice: [...]}")
-        size = grid_size(study)
+        size = grid_size(s.space)
         if s.num_samples > size:
             raise where.error("num_samples", f"{s.num_samples} exceeds the grid's {size} points; omit num_samples "
                                              f"for a grid (it trains every point)")

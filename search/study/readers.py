@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from search.study import StudyError
+from search.study.schema import StudyError
 
 _NUMBER_NAMES = {int: "an integer", float: "a number"}
 

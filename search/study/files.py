@@ -1,0 +1,70 @@
+"""Study files on disk: find one by path or by the name of a shipped study, and read its YAML."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.study.readers import Where
+from search.study.schema import StudyError
+
+STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or os.sep in text or text.endswith((".yaml", ".yml"))
+
+
+def find_study_file(path_or_name: str) -> Path:
+    """A path to an existing file, or the name of a file in the repository's studies/ folder.
+
+    A missing path (it has a `/` or ends in .yaml/.yml) is named as given; a missing name
+    gets a did-you-mean among the shipped studies.
+    """
+    text = str(path_or_name)
+    path = Path(os.path.expanduser(text))
+    if path.is_file():
+        return path
+    known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+    if not _looks_like_path(text):
+        if (STUDIES_DIR / f"{text}.yaml").is_file():
+            return STUDIES_DIR / f"{text}.yaml"
+        close = difflib.get_close_matches(text, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise StudyError(f"{text}: no such study file, and no study named {text!r} in studies/{hint} "
+                         f"(studies/ holds: {', '.join(known)})")
+    if "/" not in text and os.sep not in text and (STUDIES_DIR / text).is_file():
+        return STUDIES_DIR / text
+    if path.is_dir():
+        raise StudyError(f"{text} is a directory, not a study file; give a .yaml file or a study name")
+    siblings = sorted(p.name for p in path.parent.glob("*.y*ml")) if path.parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    if close:
+        hint = f"; did you mean {str(path.parent / close[0])!r}?"
+    else:  # a bare file name may be a shipped study's, misspelt or with the wrong suffix
+        named = difflib.get_close_matches(path.stem, known, n=1) if path.parent == Path(".") else []
+        hint = f"; did you mean {named[0]!r}?" if named else ""
+    raise StudyError(f"no such study file {text}{hint} (or give a study name: {', '.join(known)})")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """safe_load the file; a syntax error becomes one line with its position."""
+    where = Where(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise where.error("", f"cannot read the file ({err.__class__.__name__}: {err})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise where.error("", f"unreadable YAML{at}: {problem}; fix the syntax (YAML is read with safe_load)") from None
+    if not isinstance(doc, dict):
+        raise where.error("", f"the document must be a mapping of study keys, but it is {type(doc).__name__}")
+    return doc
