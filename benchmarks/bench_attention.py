@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gsa_space import native
+from gsa_space.attention.native import kernels as native
 from gsa_space.attention import GlobalSelfAttention
 from search.env_info import cpu_name
 

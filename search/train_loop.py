@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gsa_space.native import retain_freed_memory
+from gsa_space.attention.native import retain_freed_memory
 from gsa_space.networks import build_net
 from search.optim import build_optimizer, lr_at, set_lr
 

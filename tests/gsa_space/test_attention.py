@@ -11,7 +11,8 @@ import zlib
 import pytest
 import torch
 
-from gsa_space import attention, attention_native, axial, native
+from gsa_space.attention import module as attention, torch_ops as axial
+from gsa_space.attention.native import fused as attention_native, kernels as native
 from gsa_space.attention import GlobalSelfAttention, content_attention, relative_attention_1d
 from loop_references import (assert_close, assert_module_matches_reference, grads, make, ref_content, ref_module,
                         ref_relative)

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from gsa_space import native
+from gsa_space.attention.native import kernels as native
 from gsa_space.attention import GlobalSelfAttention
 from loop_references import assert_module_matches_reference, ref_module
 
@@ -223,7 +223,7 @@ def test_native_module_reads_every_input_layout(layout, out_channels, dim_key):
 
 
 def test_buffer_pool_reuses_only_released_buffers():
-    from gsa_space import buffer_pool
+    from gsa_space.attention.native import memory as buffer_pool
     buffer_pool.clear()
     a = buffer_pool.take((4, 5), torch.float32)
     b = buffer_pool.take((4, 5), torch.float32)

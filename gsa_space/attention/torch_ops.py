@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from gsa_space import native
+from gsa_space.attention.native import kernels as native
 
 
 def _absolute_embedding(rel: Tensor, size: int) -> Tensor:

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from gsa_space import native
-from gsa_space.attention_native import fused_forward
-from gsa_space.axial import _relative_channels_last
+from gsa_space.attention.native import kernels as native
+from gsa_space.attention.native.fused import fused_forward
+from gsa_space.attention.torch_ops import _relative_channels_last
 from gsa_space.config import AXIAL_ORDERS
 
 __all__ = ["GlobalSelfAttention", "content_attention", "relative_attention_1d"]

@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from gsa_space import buffer_pool, native
+from gsa_space.attention.native import kernels as native
+from gsa_space.attention.native import memory as buffer_pool
 
 if TYPE_CHECKING:
-    from gsa_space.attention import GlobalSelfAttention
+    from gsa_space.attention.module import GlobalSelfAttention
 
 
 def _batch_norm(bn: nn.BatchNorm2d, y: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
