@@ -1,58 +1,20 @@
-"""Column names of the tidy results and curves frames, and the trial states.
-
-`results.csv` holds the fixed columns below in this order, with the run's design-space
-columns (run.json "space_fields") between BUDGET_EPOCHS and PARAMS. Every table, figure
-and report refers to columns through these constants, never through string literals.
+"""Column names of the report's frames: the run directory's (from `reports.run_dir`) and those
+the table functions add. Every table, figure and report refers to columns through these
+constants, never through string literals.
 """
 
 from __future__ import annotations
 
-# results.csv: one row per planned trial's finished record
-TRIAL_ID = "trial_id"
-VARIANT = "variant"
-SEED = "seed"
-STATE = "state"
-REASON = "reason"
-EPOCHS = "epochs"
-BUDGET_EPOCHS = "budget_epochs"
-PARAMS = "params"
-GMACS = "gmacs"
-ACT_MB = "act_mb"
-VAL_ACC = "val_acc"
-BEST_VAL_ACC = "best_val_acc"
-BEST_EPOCH = "best_epoch"
-TEST_ACC = "test_acc"
-WALL_S = "wall_s"
-IMAGES_PER_SEC = "images_per_sec"
+# The run directory's columns and states are the contract's (reports.run_dir); re-exported
+# here so that tables, figures and report code name every column through one module.
+from reports.run_dir import (  # noqa: E402,F401
+    ACT_MB, BEST_EPOCH, BEST_VAL_ACC, BUDGET_EPOCHS, COMPLETE, CURVE_COLUMNS, EPOCH, EPOCHS, FAILED, FLOAT_COLUMNS,
+    GMACS, IMAGES_PER_SEC, INFEASIBLE, INT_COLUMNS, LEADING_COLUMNS, LR, METRIC_COLUMNS, PARAMS, PRUNED, REASON,
+    SEED, STATE, STATES, STR_COLUMNS, TEST_ACC, TRAIN_LOSS, TRIAL_ID, VAL_ACC, VAL_LOSS, VARIANT, WALL_S,
+)
 
 # added by write_comparison when several runs are concatenated
 RUN = "run"
-
-LEADING_COLUMNS: tuple[str, ...] = (TRIAL_ID, VARIANT, SEED, STATE, REASON, EPOCHS, BUDGET_EPOCHS)
-METRIC_COLUMNS: tuple[str, ...] = (
-    PARAMS, GMACS, ACT_MB, VAL_ACC, BEST_VAL_ACC, BEST_EPOCH, TEST_ACC, WALL_S, IMAGES_PER_SEC,
-)
-
-# dtypes fixed by load_results; design-space columns keep what pandas infers
-INT_COLUMNS: tuple[str, ...] = (SEED, EPOCHS, BUDGET_EPOCHS, PARAMS)
-FLOAT_COLUMNS: tuple[str, ...] = (
-    GMACS, ACT_MB, VAL_ACC, BEST_VAL_ACC, BEST_EPOCH, TEST_ACC, WALL_S, IMAGES_PER_SEC,
-)
-STR_COLUMNS: tuple[str, ...] = (TRIAL_ID, VARIANT, STATE, REASON)
-
-# curves.csv: one row per (trial, epoch)
-EPOCH = "epoch"
-TRAIN_LOSS = "train_loss"
-VAL_LOSS = "val_loss"
-LR = "lr"
-CURVE_COLUMNS: tuple[str, ...] = (TRIAL_ID, EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, IMAGES_PER_SEC)
-
-# trial states, as a user reads them
-COMPLETE = "complete"
-PRUNED = "pruned"
-FAILED = "failed"
-INFEASIBLE = "infeasible"
-STATES: tuple[str, ...] = (COMPLETE, PRUNED, FAILED, INFEASIBLE)
 
 # columns added by the table functions
 N_SEEDS = "n_seeds"

@@ -13,6 +13,7 @@ import pandas as pd
 from reports import columns as C
 from reports.formatting import DASH, seconds
 from reports.load import RunInfo
+from reports.run_dir import DataRef
 
 PACKAGES = ("torch", "ray", "optuna", "pandas", "numpy", "fvcore")
 
@@ -24,13 +25,11 @@ def state_counts(trials: pd.DataFrame) -> str:
     return f"{len(trials)} trials: {parts}"
 
 
-def data_text(data: Any) -> str:
+def data_text(data: DataRef | None) -> str:
     """'digits' or 'cifar10 (/data/cifar)' from run.json's data entry."""
-    if isinstance(data, Mapping):
-        name = str(data.get("name", DASH))
-        root = data.get("root")
-        return f"{name} ({root})" if root else name
-    return str(data) if data else DASH
+    if data is None:
+        return DASH
+    return f"{data.name} ({data.root})" if data.root else data.name
 
 
 def hardware_text(env: Mapping[str, Any]) -> str:
@@ -66,13 +65,13 @@ def run_header(info: RunInfo, trials: pd.DataFrame) -> tuple[tuple[str, str], ..
     budget = f"{info.budget_epochs} epochs per trial" if info.budget_epochs is not None else DASH
     rows = [
         ("study", f"{info.name} ({info.kind}, status: {info.status})"),
-        ("data", data_text(run.get("data") or info.study.get("data"))),
+        ("data", data_text(info.data)),
         ("budget", budget),
         ("objectives", objectives_text(info.objectives)),
         ("baseline", str(info.baseline) if info.baseline else DASH),
         ("trials", state_counts(trials)),
         ("wall time", seconds(info.wall_s)),
-        ("started / finished", f"{run.get('started') or DASH} / {run.get('finished') or DASH}"),
+        ("started / finished", f"{run.started or DASH} / {run.finished or DASH}"),
         ("hardware", hardware_text(env)),
         ("packages", packages_text(env)),
         ("platform", str(env.get("platform") or DASH)),
@@ -89,7 +88,7 @@ def comparison_header(infos: Sequence[RunInfo], trials: pd.DataFrame,
     rows = []
     for info, label in zip(infos, labels or [i.name for i in infos]):
         budget = f"{info.budget_epochs} epochs" if info.budget_epochs is not None else "budget unknown"
-        data = data_text(info.run.get("data") or info.study.get("data"))
+        data = data_text(info.data)
         where = "" if label == info.name else f" ({info.name} in {info.path})"
         rows.append((f"run {label}", f"{info.kind}, {data}, {budget}, wall {seconds(info.wall_s)}, "
                                      f"status: {info.status}{where}"))

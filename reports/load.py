@@ -16,13 +16,8 @@ import pandas as pd
 import yaml
 
 from reports import columns as C
-
-RESULTS_CSV = "results.csv"
-CURVES_CSV = "curves.csv"
-RUN_JSON = "run.json"
-ENV_JSON = "env.json"
-STUDY_YAML = "study.yaml"
-KINDS = ("ablation", "search")
+from reports.run_dir import (CURVES_CSV, ENV_JSON, RESULTS_CSV, RUN_JSON, STUDY_YAML, DataRef, RunRecord,
+                             read_run_record, results_columns)
 
 
 class ReportError(ValueError):
@@ -31,21 +26,57 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What a run directory says about itself: run.json, env.json and the resolved study."""
+    """A run directory as reports see it: its run.json record, env.json and resolved study."""
 
     path: Path
-    name: str
-    kind: str
-    status: str
-    description: str = ""
-    objectives: Mapping[str, str] = field(default_factory=dict)
-    baseline: str | None = None
-    space_fields: tuple[str, ...] = ()
-    budget_epochs: int | None = None
-    wall_s: float | None = None
-    run: Mapping[str, Any] = field(default_factory=dict)
+    run: RunRecord
     env: Mapping[str, Any] = field(default_factory=dict)
     study: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def kind(self) -> str:
+        return self.run.kind
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def description(self) -> str:
+        return self.run.description or str(self.study.get("description") or "")
+
+    @property
+    def objectives(self) -> Mapping[str, str]:
+        return self.run.objectives
+
+    @property
+    def baseline(self) -> str | None:
+        return self.run.baseline
+
+    @property
+    def space_fields(self) -> tuple[str, ...]:
+        return self.run.space_fields
+
+    @property
+    def budget_epochs(self) -> int | None:
+        return self.run.budget_epochs
+
+    @property
+    def wall_s(self) -> float | None:
+        wall = self.run.wall_s
+        return None if wall is None or math.isnan(wall) else wall
+
+    @property
+    def data(self) -> DataRef | None:
+        """The data set: run.json's, else the resolved study's `data` section."""
+        if self.run.data is not None:
+            return self.run.data
+        data = self.study.get("data")
+        return DataRef(name=str(data.get("name")), root=data.get("root")) if isinstance(data, Mapping) else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -74,10 +105,10 @@ def load_run_info(run_dir: str | Path) -> RunInfo:
     """
     run_dir = Path(run_dir)
     _check_dir(run_dir)
-    run = _read_json(run_dir / RUN_JSON)
-    kind = run.get("kind")
-    if kind not in KINDS:
-        raise ReportError(f"{run_dir / RUN_JSON}: kind must be one of {KINDS}, but got kind={kind!r}")
+    try:
+        run = read_run_record(run_dir)
+    except ValueError as err:
+        raise ReportError(str(err)) from None
     env = _read_json(run_dir / ENV_JSON) if (run_dir / ENV_JSON).is_file() else {}
     study: dict[str, Any] = {}
     if (run_dir / STUDY_YAML).is_file():
@@ -85,23 +116,7 @@ def load_run_info(run_dir: str | Path) -> RunInfo:
             study = yaml.safe_load((run_dir / STUDY_YAML).read_text()) or {}
         except yaml.YAMLError as err:
             raise ReportError(f"{run_dir / STUDY_YAML}: unreadable YAML ({err})") from err
-    budget = run.get("budget_epochs")
-    wall = run.get("wall_s")
-    return RunInfo(
-        path=run_dir,
-        name=str(run.get("name") or run_dir.name),
-        kind=kind,
-        status=str(run.get("status", "unknown")),
-        description=str(run.get("description") or study.get("description") or ""),
-        objectives=dict(run.get("objectives") or {C.VAL_ACC: "max"}),
-        baseline=run.get("baseline"),
-        space_fields=tuple(run.get("space_fields") or ()),
-        budget_epochs=int(budget) if budget is not None else None,
-        wall_s=float(wall) if wall is not None and not math.isnan(float(wall)) else None,
-        run=run,
-        env=env,
-        study=study,
-    )
+    return RunInfo(path=run_dir, run=run, env=env, study=study)
 
 
 def _missing_results(run_dir: Path, status: str) -> ReportError:
@@ -143,7 +158,8 @@ def _fix_dtypes(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def load_results(run_dir: str | Path) -> pd.DataFrame:
-    """One row per finished trial: the columns of `reports.columns` plus the design-space columns.
+    """One row per finished trial: the contract's columns (`reports.run_dir`), the design-space
+    columns, then the trial's other resolved fields where the run recorded them.
 
     Dtypes: trial_id, variant, state, reason are str ("" for no reason); seed, epochs and
     budget_epochs int64; params nullable Int64; accuracies, gmacs, act_mb, wall_s, images_per_sec
@@ -156,10 +172,11 @@ def load_results(run_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise _missing_results(info.path, info.status)
     frame = _read_csv(path, {col: str for col in C.STR_COLUMNS})
-    expected = [*C.LEADING_COLUMNS, *info.space_fields, *C.METRIC_COLUMNS]
-    missing = [col for col in expected if col not in frame.columns]
+    required = results_columns(info.space_fields)
+    missing = [col for col in required if col not in frame.columns]
+    expected = [*required, *(c for c in info.run.resolved_fields if c in frame.columns and c not in required)]
     if missing:
-        raise ReportError(f"{path}: missing column(s) {missing}; expected columns {expected}")
+        raise ReportError(f"{path}: missing column(s) {missing}; expected columns {required}")
     if frame.empty and info.status in ("running", "interrupted"):
         raise _missing_results(info.path, info.status)
     if frame.empty:

@@ -20,17 +20,15 @@ from reports.header import comparison_header, run_header
 from reports.importance import param_importance
 from reports.load import ReportError, RunInfo, load_curves, load_results, load_run_info
 from reports.render import FIGURES_DIR, render_html, render_markdown
+from reports.run_dir import OPTUNA_DB
 
 TABLES_DIR = "tables"
-OPTUNA_DB = "optuna.db"
-
-
 def _storage_url(info: RunInfo) -> str | None:
     """The run's own optuna.db when it is there (the run may have moved), else run.json's URL."""
     local = info.path / OPTUNA_DB
     if local.is_file():
         return f"sqlite:///{local.resolve()}"
-    return info.run.get("storage")
+    return info.run.storage
 
 
 def _importance(info: RunInfo) -> pd.DataFrame | None:
@@ -49,7 +47,7 @@ def _importance(info: RunInfo) -> pd.DataFrame | None:
         frame.attrs["note"] = missing
         return frame
     try:
-        return param_importance(url, str(info.run.get("optuna_study") or info.name), objective_names=names)
+        return param_importance(url, str(info.run.optuna_study or info.name), objective_names=names)
     except Exception as err:  # noqa: BLE001 - a report must not fail for want of an importance table
         frame = pd.DataFrame(columns=names)
         frame.attrs["note"] = f"could not read the Optuna study ({type(err).__name__}: {str(err).splitlines()[0]})"
@@ -137,8 +135,8 @@ def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path
     kind = "ablation" if all(i.kind == "ablation" for i in infos) else "search"
     baseline = _comparison_baseline(infos[0], labels[0], trials) if kind == "ablation" else None
     objectives = dict(infos[0].objectives)
-    notes = tuple(f"Run {label} did not record {', '.join(missing)} and its study does not say: shown as "
-                  f"\"—\" (unknown) in its rows." for label, missing in unknown.items())
+    notes = tuple(f"Run {label} did not record {', '.join(missing)}: shown as \"—\" (unknown) in its rows."
+                  for label, missing in unknown.items())
     study = Study(
         title=f"comparison: {', '.join(labels)}",
         description=" / ".join(f"{label}: {i.description}" for label, i in zip(labels, infos) if i.description),

@@ -14,8 +14,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from search.results import records_summary
+import optuna
+
+from reports import run_dir as R
+from search.env_info import env_info
+from search.results import RESOLVED_KEYS, records_summary, space_fields, write_results
+from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
+from search.tune.ledger import Ledger, open_study
 from search.tune.plan import pending_reruns, plan_work
+from search.tune.space_compile import decode_params, make_pruner, make_sampler
 
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "runs"
@@ -26,9 +33,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    R.write_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def interrupted_note(count: int, *, now: bool) -> str:
@@ -42,7 +47,7 @@ def interrupted_note(count: int, *, now: bool) -> str:
 def end_summary(name: str, status: str, states: Iterable[str], run_dir: Path, lost: int = 0) -> str:
     """`quickstart: interrupted; 3 records: 3 complete; 1 trial interrupted (...); results in ...`."""
     note = f"; {interrupted_note(lost, now=False)}" if lost else ""
-    return f"{name}: {status}; {records_summary(states)}{note}; results in {run_dir / 'results.csv'}"
+    return f"{name}: {status}; {records_summary(states)}{note}; results in {run_dir / R.RESULTS_CSV}"
 
 
 def resume_hint(run_dir: Path, lost: int = 0) -> str:
@@ -51,19 +56,19 @@ def resume_hint(run_dir: Path, lost: int = 0) -> str:
     return f"interrupted; continue with: gsa-nas run --resume {run_dir}{again}"
 
 
-def run_meta(study: Any, *, name: str, storage: str, started: str) -> dict[str, Any]:
-    """The run.json document (status "running" until the session ends)."""
-    from search.results import space_fields
-
-    objectives = dict(study.search.objectives) if study.search is not None else {"val_acc": "max"}
-    return {
-        "name": name, "description": study.description, "kind": study.kind, "status": "running",
-        "started": started, "finished": None, "wall_s": 0.0, "objectives": objectives,
-        "baseline": study.baseline, "space_fields": space_fields(study),
-        "data": {"name": study.data.name, "root": study.data.root}, "budget_epochs": study.train.epochs,
-        "storage": storage, "optuna_study": name, "resources": dataclasses.asdict(study.resources),
-        "max_concurrent": study.max_concurrent,
-    }
+def run_record(study: Study, *, name: str, storage: str, started: str) -> R.RunRecord:
+    """The run.json record (status "running" until the session ends)."""
+    objectives = dict(study.search.objectives) if study.search is not None else {R.VAL_ACC: "max"}
+    size = DATASET_SHAPES[study.data.name][0]
+    fields = space_fields(study)
+    return R.RunRecord(
+        name=name, kind=study.kind, status=R.RUNNING, description=study.description, started=started,
+        objectives=objectives, baseline=study.baseline, space_fields=tuple(fields),
+        resolved_fields=tuple(k for k in RESOLVED_KEYS if k not in fields),
+        data=R.DataRef(name=study.data.name, root=study.data.root), budget_epochs=study.train.epochs,
+        input_size=(size, size), storage=storage, optuna_study=name,
+        resources=dataclasses.asdict(study.resources), max_concurrent=study.max_concurrent,
+    )
 
 
 RESUME_SAFE_KEYS = ("num_samples", "max_concurrent", "resources", "max_rejections")  # and resources.*
@@ -80,9 +85,6 @@ def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -
     Example: `check_resume_sets("runs/q", Path("runs/q/study.yaml"), {"train.epochs": 3})` raises
     when the run trained 2 epochs; `{"num_samples": 32}` extends a search and passes.
     """
-    from search.study import load_study
-    from search.study import study_document
-
     unsafe = {k: v for k, v in overrides.items() if not resume_safe(k)}
     if not unsafe:
         return
@@ -95,31 +97,26 @@ def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -
 
 
 def _open_resume(resume: str, storage: str | None,
-                 overrides: Mapping[str, Any] | None) -> tuple[Any, Path, dict[str, Any]]:
-    from search.study import load_study
-
+                 overrides: Mapping[str, Any] | None) -> tuple[Study, Path, R.RunRecord]:
     run_dir = Path(resume)
     if not run_dir.exists():
         raise FileNotFoundError(f"--resume {resume}: the directory does not exist; give a run directory "
                                 f"written by `gsa-nas run` (e.g. runs/<study-name>)")
     if not run_dir.is_dir():
         raise NotADirectoryError(f"--resume {resume}: not a directory; give a run directory written by `gsa-nas run`")
-    if not (run_dir / "study.yaml").is_file() or not (run_dir / "run.json").is_file():
+    if not (run_dir / R.STUDY_YAML).is_file() or not (run_dir / R.RUN_JSON).is_file():
         raise FileNotFoundError(
-            f"--resume {resume}: no study.yaml/run.json there; expected a run directory written by `gsa-nas run`")
-    check_resume_sets(resume, run_dir / "study.yaml", overrides or {})
-    st = load_study(str(run_dir / "study.yaml"), overrides)
-    old = json.loads((run_dir / "run.json").read_text())
-    meta = run_meta(st, name=old["name"], storage=storage or old["storage"], started=old["started"])
-    meta["wall_s"] = float(old.get("wall_s") or 0.0)
-    return st, run_dir, meta
+            f"--resume {resume}: no {R.STUDY_YAML}/{R.RUN_JSON} there; expected a run directory written by `gsa-nas run`")
+    check_resume_sets(resume, run_dir / R.STUDY_YAML, overrides or {})
+    st = load_study(str(run_dir / R.STUDY_YAML), overrides)
+    old = R.read_run_record(run_dir)
+    record = run_record(st, name=old.name, storage=storage or old.storage, started=old.started)
+    return st, run_dir, dataclasses.replace(record, wall_s=old.wall_s)
 
 
 def _open_run(study: str | None, name: str | None, out: str | None, storage: str | None,
-              overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Any, Path, dict[str, Any]]:
-    """(study, run dir, run.json) — validated before anything is created on disk."""
-    from search.study import load_study
-
+              overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Study, Path, R.RunRecord]:
+    """(study, run dir, run.json record) — validated before anything is created on disk."""
     if resume and study:
         raise ValueError(f"gsa-nas run: give a study or --resume RUN_DIR, not both (got {study!r} and "
                          f"--resume {resume}); a resumed run uses its own study.yaml")
@@ -137,42 +134,34 @@ def _open_run(study: str | None, name: str | None, out: str | None, storage: str
     st = load_study(study, overrides)
     run_name = name or st.name
     run_dir = Path(out or DEFAULT_OUT) / run_name
-    if (run_dir / "run.json").exists():
+    if (run_dir / R.RUN_JSON).exists():
         raise ValueError(f"run directory {run_dir} already exists; continue it with "
                          f"`gsa-nas run --resume {run_dir}`, or choose another --name")
-    url = storage or f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
-    return st, run_dir, run_meta(st, name=run_name, storage=url, started=_now())
+    url = storage or f"sqlite:///{(run_dir / R.OPTUNA_DB).resolve()}"
+    return st, run_dir, run_record(st, name=run_name, storage=url, started=_now())
 
 
-def open_ledger(study: Any, meta: Mapping[str, Any]) -> Any:
+def open_ledger(study: Study, record: R.RunRecord) -> Ledger:
     """The run's Optuna study (sampler and pruner from the study file) wrapped as a Ledger."""
-    from search.tune.ledger import Ledger, open_study
-    from search.tune.space_compile import make_pruner, make_sampler
-
     if study.kind == "search":
         s = study.search
         sampler = make_sampler(s.sampler.name, s.sampler.seed, s.sampler.options_dict(), s.space)
         pruner = make_pruner(s.pruner.name, s.pruner.options_dict(), study.train.epochs)
         directions = [d for _, d in s.objectives]
     else:
-        import optuna
-
         sampler, pruner, directions = optuna.samplers.RandomSampler(seed=0), None, ["max"]
-    return Ledger(open_study(meta["storage"], meta["optuna_study"], directions, sampler=sampler, pruner=pruner))
+    return Ledger(open_study(record.storage, record.optuna_study, directions, sampler=sampler, pruner=pruner))
 
 
-def measure(spec: Any) -> dict[str, float]:
+def measure(spec: TrialSpec) -> dict[str, float]:
     """Params, gmacs and act_mb of a trial's network (fvcore, in the driver, before launch)."""
-    from gsa_space.complexity import complexity
+    from gsa_space.complexity import complexity  # fvcore is slow to import; only a run needs it
 
     return dataclasses.asdict(complexity(spec.net))
 
 
-def write_outputs(run_dir: Path, study: Any, ledger: Any) -> Any:
+def write_outputs(run_dir: Path, study: Study, ledger: Ledger) -> Any:
     """results.csv/parquet and curves.csv from the ledger's finished records."""
-    from search.results import write_results
-    from search.tune.space_compile import decode_params
-
     space = study.search.space if study.search is not None else ()
     return write_results(run_dir, study, ledger.finished_records(), lambda p: decode_params(p, space))
 
@@ -197,55 +186,51 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
 
     Example: `run_from_cli(study="quickstart", overrides={"train.epochs": 2})` writes runs/quickstart/.
     """
-    st, run_dir, meta = _open_run(study, name, out, storage, overrides, resume)
-    from search.env_info import env_info
-    from search.study import study_to_yaml
-
+    st, run_dir, record = _open_run(study, name, out, storage, overrides, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "study.yaml").write_text(study_to_yaml(st))
-    _write_json(run_dir / "run.json", meta)
-    _write_json(run_dir / "env.json", env_info())
-    ledger = open_ledger(st, meta)
+    R.write_atomic(run_dir / R.STUDY_YAML, study_to_yaml(st))
+    R.write_run_record(run_dir, record)
+    _write_json(run_dir / R.ENV_JSON, env_info())
+    ledger = open_ledger(st, record)
     ledger.close_running()
     plan = plan_work(st, ledger)
-    sessions = sorted((run_dir / "tune").glob("session_*")) if (run_dir / "tune").exists() else []
+    sessions = sorted((run_dir / R.TUNE_DIR).glob("session_*")) if (run_dir / R.TUNE_DIR).exists() else []
     rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
     trials = f"{plan.to_launch} trial{'' if plan.to_launch == 1 else 's'}"
-    print(f"{'resuming' if resume else 'running'} {meta['name']} in {run_dir}: {trials} to train"
+    print(f"{'resuming' if resume else 'running'} {record.name} in {run_dir}: {trials} to train"
           f" ({plan.finished} already finished{rerun})", flush=True)
     start = time.monotonic()
-    status, error, code = "finished", None, 0
+    status, error, code = R.FINISHED, None, 0
     try:
         outcome = None
         if plan.to_launch > 0:
             from search.data import load_data
-            from search.tune import run_session
+            from search.tune import run_session  # Ray is imported only when there is work to run
 
             data = load_data(st.data)
             outcome = run_session(study=st, ledger=ledger, run_dir=run_dir, data=data, to_launch=plan.to_launch,
                                   session=f"session_{len(sessions) + 1}", measure=measure, address=address)
         if outcome is not None and outcome.error is not None:
-            status, error, code = "interrupted", outcome.error, 2
+            status, error, code = R.RUN_INTERRUPTED, outcome.error, 2
         elif outcome is not None and outcome.interrupted:
-            status, code = "interrupted", EXIT_INTERRUPTED
+            status, code = R.RUN_INTERRUPTED, EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        status, code = "interrupted", EXIT_INTERRUPTED
+        status, code = R.RUN_INTERRUPTED, EXIT_INTERRUPTED
     finally:
         from search.tune import stop_ray
 
         stop_ray()
         ledger.close_running()
         frame = write_outputs(run_dir, st, ledger)
-        meta.update(status=status, wall_s=round(meta["wall_s"] + time.monotonic() - start, 1),
-                    finished=_now() if status == "finished" else None)
-        if error is not None:
-            meta["error"] = str(error)
-        _write_json(run_dir / "run.json", meta)
-    lost = len(pending_reruns(st, ledger)) if status == "interrupted" else 0
-    print(end_summary(meta["name"], status, frame["state"], run_dir, lost))
+        record = dataclasses.replace(
+            record, status=status, wall_s=round(record.wall_s + time.monotonic() - start, 1),
+            finished=_now() if status == R.FINISHED else None, error=None if error is None else str(error))
+        R.write_run_record(run_dir, record)
+    lost = len(pending_reruns(st, ledger)) if status == R.RUN_INTERRUPTED else 0
+    print(end_summary(record.name, status, frame[R.STATE], run_dir, lost))
     if error is not None:
         raise ValueError(str(error))
-    if status == "interrupted":
+    if status == R.RUN_INTERRUPTED:
         print(resume_hint(run_dir, lost))
         return code
     if report:

@@ -13,22 +13,10 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
-# user attribute names and gsa states (the user-facing trial states)
-STATE = "gsa_state"
-EPOCHS = "epochs"
-REASON = "reason"
-TRIAL_KEY = "trial_key"
-VARIANT = "variant"
-SEED = "seed"
-CURVE = "curve"
-COMPLETE, PRUNED, FAILED, INFEASIBLE = "complete", "pruned", "failed", "infeasible"
-INTERRUPTED = "interrupted"
+from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_STATE, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE,
+                             INTERRUPTED, PRUNED, VAL_ACC)
 
-# per-epoch keys kept in the curve attribute (a list of dicts, one per epoch)
-CURVE_KEYS: tuple[str, ...] = (
-    "epoch", "train_loss", "val_loss", "val_acc", "lr", "images_per_sec", "seconds",
-)
-OBJECTIVE_METRIC = "val_acc"  # what pruners and ASHA watch, and what Optuna is told per epoch
+OBJECTIVE_METRIC = VAL_ACC  # what pruners and ASHA watch, and what Optuna is told per epoch
 
 
 class Ledger:
@@ -71,11 +59,11 @@ class Ledger:
         frozen = self._storage.get_trial(tid)
         if frozen.state.is_finished():
             return False
-        curve = [row for row in frozen.user_attrs.get(CURVE, []) if row["epoch"] < epoch]
-        known = any(row["epoch"] == epoch for row in frozen.user_attrs.get(CURVE, []))
+        curve = [row for row in frozen.user_attrs.get(ATTR_CURVE, []) if row["epoch"] < epoch]
+        known = any(row["epoch"] == epoch for row in frozen.user_attrs.get(ATTR_CURVE, []))
         curve.append({k: _plain(result[k]) for k in CURVE_KEYS if k in result})
-        self._storage.set_trial_user_attr(tid, CURVE, curve)
-        self._storage.set_trial_user_attr(tid, EPOCHS, epoch)
+        self._storage.set_trial_user_attr(tid, ATTR_CURVE, curve)
+        self._storage.set_trial_user_attr(tid, ATTR_EPOCHS, epoch)
         value = float(result[OBJECTIVE_METRIC])
         if not self.multi_objective and math.isfinite(value):
             self._storage.set_trial_intermediate_value(tid, epoch, value)
@@ -95,10 +83,10 @@ class Ledger:
         if frozen.state.is_finished():
             return
         extra = dict(attrs or {})
-        extra[STATE] = state
-        extra.setdefault(EPOCHS, int(frozen.user_attrs.get(EPOCHS, 0)))
+        extra[ATTR_STATE] = state
+        extra.setdefault(ATTR_EPOCHS, int(frozen.user_attrs.get(ATTR_EPOCHS, 0)))
         if reason:
-            extra[REASON] = reason
+            extra[ATTR_REASON] = reason
         self.set_attrs(number, extra)
         if state == COMPLETE:
             self.study.tell(number, values=list(values or ()), state=TrialState.COMPLETE)
@@ -113,8 +101,8 @@ class Ledger:
         """Close every RUNNING trial as FAIL with `reason` (after a crash or Ctrl-C)."""
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         for frozen in running:
-            self._storage.set_trial_user_attr(frozen._trial_id, STATE, FAILED)
-            self._storage.set_trial_user_attr(frozen._trial_id, REASON, reason)
+            self._storage.set_trial_user_attr(frozen._trial_id, ATTR_STATE, FAILED)
+            self._storage.set_trial_user_attr(frozen._trial_id, ATTR_REASON, reason)
             self.study.tell(frozen.number, state=TrialState.FAIL)
         return running
 
@@ -122,7 +110,7 @@ class Ledger:
         """Trials with a finished gsa record (everything but closed-as-interrupted ones)."""
         out = []
         for t in self.study.get_trials(deepcopy=False):
-            if t.state.is_finished() and t.user_attrs.get(REASON) != INTERRUPTED and STATE in t.user_attrs:
+            if t.state.is_finished() and t.user_attrs.get(ATTR_REASON) != INTERRUPTED and ATTR_STATE in t.user_attrs:
                 out.append(t)
         return out
 

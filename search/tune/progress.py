@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from search.tune.ledger import COMPLETE, FAILED, INFEASIBLE, PRUNED
+from reports.run_dir import COMPLETE, FAILED, INFEASIBLE, PRUNED
 
 
 @dataclass

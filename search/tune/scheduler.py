@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from search.tune.ledger import REASON, Ledger
+from reports.run_dir import ATTR_REASON
+from search.tune.ledger import Ledger
 
 NUMBER = "optuna_number"  # Tune config key holding the Optuna trial number
 RESTORED = "restored_history"  # result key: JSON list of epochs trained before a restore
@@ -67,7 +68,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         number = trial.config.get(NUMBER)
         if number is not None:
-            self._ledger.set_attrs(number, {REASON: error_reason(trial)})
+            self._ledger.set_attrs(number, {ATTR_REASON: error_reason(trial)})
 
 
 class LedgerASHA(AsyncHyperBandScheduler):
@@ -91,7 +92,7 @@ class LedgerASHA(AsyncHyperBandScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         number = trial.config.get(NUMBER)
         if number is not None:
-            self._ledger.set_attrs(number, {REASON: error_reason(trial)})
+            self._ledger.set_attrs(number, {ATTR_REASON: error_reason(trial)})
         super().on_trial_error(tune_controller, trial)
 
 

@@ -12,10 +12,12 @@ from typing import Any, Callable, Mapping
 
 from ray.tune.search import Searcher
 
-from search.results import flat, inactive, space_fields, spec_value
-from search.tune.ledger import (
-    COMPLETE, EPOCHS, FAILED, INFEASIBLE, PRUNED, REASON, SEED, TRIAL_KEY, VARIANT, Ledger,
-)
+from reports.run_dir import (ATTR_BUDGET_EPOCHS, ATTR_CONFIG_KEY, ATTR_EPOCHS, ATTR_FIELDS, ATTR_REASON, ATTR_SEED,
+                             ATTR_TRIAL_KEY, ATTR_VARIANT, COMPLETE, FAILED, INFEASIBLE, PRUNED)
+from search.results import trial_fields
+from search.study import Study, TrialSpec, resolve_trial
+from search.study.keys import MODEL_VARIANT
+from search.tune.ledger import Ledger
 from search.tune.progress import Tally
 from search.tune.scheduler import NUMBER
 from search.tune.space_compile import sample_point
@@ -24,7 +26,7 @@ CONSTRAINT_METRIC = {"max_gmacs": "gmacs", "max_params": "params"}
 FINAL_KEYS = ("test_acc", "best_val_acc", "best_epoch")
 
 
-def spec_keys(study: Any, variant: str | None, values: Mapping[str, Any]) -> dict[str, Any]:
+def spec_keys(study: Study, variant: str | None, values: Mapping[str, Any]) -> dict[str, Any]:
     """The dotted keys a trial sets: its variant's overrides, then sampled values."""
     keys = dict(study.variant(variant).overrides) if variant is not None else {}
     keys.update(values)
@@ -50,8 +52,8 @@ class GsaSearcher(Searcher):
         tally: counts for the progress line.
     """
 
-    def __init__(self, study: Any, ledger: Ledger, *, to_launch: int,
-                 measure: Callable[[Any], Mapping[str, float]], tally: Tally) -> None:
+    def __init__(self, study: Study, ledger: Ledger, *, to_launch: int,
+                 measure: Callable[[TrialSpec], Mapping[str, float]], tally: Tally) -> None:
         super().__init__(metric="val_acc", mode="max")
         self._study, self._ledger, self._measure, self._tally = study, ledger, measure, tally
         self._left = to_launch
@@ -94,18 +96,16 @@ class GsaSearcher(Searcher):
 
     def _ask(self) -> tuple[dict | None, str]:
         """One Optuna trial: (Tune config, "") when feasible, (None, reason) when rejected."""
-        from search.study import resolve_trial
-
         trial = self._ledger.study.ask()
         attrs = trial.user_attrs
         if self._study.kind == "ablation":
-            variant, values = attrs[VARIANT], {}
+            variant, values = attrs[ATTR_VARIANT], {}
         else:
             variant, values = None, sample_point(trial, self._study.search.space)
-        seed = int(attrs.get(SEED, self._study.seeds[0]))
-        key = attrs.get(TRIAL_KEY) or f"trial_{trial.number:04d}"
+        seed = int(attrs.get(ATTR_SEED, self._study.seeds[0]))
+        key = attrs.get(ATTR_TRIAL_KEY) or f"trial_{trial.number:04d}"
         name = variant or key  # a search trial's label is its key, also when it re-runs under a new number
-        base = {TRIAL_KEY: key, VARIANT: name, SEED: seed}
+        base = {ATTR_TRIAL_KEY: key, ATTR_VARIANT: name, ATTR_SEED: seed}
         try:
             spec = resolve_trial(self._study, variant=variant, seed=seed, params=values)
         except ValueError as err:
@@ -113,11 +113,9 @@ class GsaSearcher(Searcher):
             self._reject(trial, base, reason, {}, {"valid": 1.0})
             return None, reason
         cx = {k: float(v) for k, v in self._measure(spec).items()}
-        model = dict(spec_keys(self._study, variant, values)).get("model.variant", self._study.model.variant)
-        fields = {k: None if inactive(self._study, k, values) else flat(spec_value(spec, k, model))
-                  for k in space_fields(self._study)}
-        attrs_out = {**base, **cx, "config_key": spec.trial_key, "budget_epochs": int(spec.train.epochs),
-                     "fields": fields}
+        model = spec_keys(self._study, variant, values).get(MODEL_VARIANT, self._study.model.variant)
+        attrs_out = {**base, **cx, ATTR_CONFIG_KEY: spec.trial_key, ATTR_BUDGET_EPOCHS: int(spec.train.epochs),
+                     ATTR_FIELDS: trial_fields(self._study, spec, model, values)}
         margins = {CONSTRAINT_METRIC[k]: cx[CONSTRAINT_METRIC[k]] - lim for k, lim in self._constraints.items()}
         broken = violations(cx, self._constraints)
         if broken:
@@ -126,16 +124,16 @@ class GsaSearcher(Searcher):
             return None, reason
         for name_, margin in margins.items():
             trial.set_constraint(name_, margin)
-        self._ledger.set_attrs(trial.number, {**attrs_out, EPOCHS: 0})
+        self._ledger.set_attrs(trial.number, {**attrs_out, ATTR_EPOCHS: 0})
         self._budgets[trial.number] = int(spec.train.epochs)
-        config = {NUMBER: trial.number, TRIAL_KEY: key, VARIANT: variant, SEED: seed,
+        config = {NUMBER: trial.number, ATTR_TRIAL_KEY: key, ATTR_VARIANT: variant, ATTR_SEED: seed,
                   "params": values, "complexity": cx}
         return config, ""
 
     def _reject(self, trial: Any, attrs: dict, reason: str, cx: dict, margins: Mapping[str, float]) -> None:
         for name, margin in margins.items():
             trial.set_constraint(name, margin)
-        self._ledger.finish(trial.number, INFEASIBLE, reason=reason, attrs={**attrs, EPOCHS: 0})
+        self._ledger.finish(trial.number, INFEASIBLE, reason=reason, attrs={**attrs, ATTR_EPOCHS: 0})
         self._tally.add(INFEASIBLE)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -148,11 +146,11 @@ class GsaSearcher(Searcher):
         if result is None and not error:
             return  # stopped before it ran (shutdown): the runner closes it as interrupted
         result = result or {}
-        epochs = int(result.get("epoch", frozen.user_attrs.get(EPOCHS, 0)) or 0)
+        epochs = int(result.get("epoch", frozen.user_attrs.get(ATTR_EPOCHS, 0)) or 0)
         budget = self._budgets.pop(number, int(frozen.user_attrs.get("budget_epochs", 0)))
-        attrs = {EPOCHS: epochs, **{k: result[k] for k in FINAL_KEYS if result.get(k) is not None}}
+        attrs = {ATTR_EPOCHS: epochs, **{k: result[k] for k in FINAL_KEYS if result.get(k) is not None}}
         if error or result.get("diverged"):
-            reason = result.get("diverged") or frozen.user_attrs.get(REASON) or "error"
+            reason = result.get("diverged") or frozen.user_attrs.get(ATTR_REASON) or "error"
             self._ledger.finish(number, FAILED, reason=reason, attrs=attrs)
             self._tally.add(FAILED)
         elif epochs >= budget:

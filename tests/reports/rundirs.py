@@ -36,14 +36,14 @@ def _run_json(name: str, kind: str, space_fields: list[str], **extra) -> dict:
     return run
 
 
-def _row(trial_id, variant, seed, state, epochs, fields, params, gmacs, acc, *, reason="", test=None):
+def _row(trial_id, variant, seed, state, epochs, fields, params, gmacs, acc, *, reason="", test=None, resolved=None):
     trained = state != "infeasible"
     return {"trial_id": trial_id, "variant": variant, "seed": seed, "state": state, "reason": reason,
             "epochs": epochs, "budget_epochs": BUDGET, **fields, "params": params, "gmacs": gmacs,
             "act_mb": 0.5, "val_acc": acc if trained else np.nan,
             "best_val_acc": acc if trained else np.nan, "best_epoch": epochs if trained else np.nan,
             "test_acc": (test if test is not None else acc - 0.01) if state == "complete" else np.nan,
-            "wall_s": 36.0 * epochs, "images_per_sec": 500.0 if trained else np.nan}
+            "wall_s": 36.0 * epochs, "images_per_sec": 500.0 if trained else np.nan, **(resolved or {})}
 
 
 def _curves(rows: list[dict]) -> pd.DataFrame:
@@ -78,7 +78,8 @@ ABLATION_SIZE = {"both": (5000, 0.004), "content_only": (4500, 0.003),
                  "positional_only": (4800, 0.0035), "conv": (7000, 0.006)}
 
 
-def build_ablation(path: Path, name: str = "quick") -> Path:
+def build_ablation(path: Path, name: str = "quick", *, resolved: bool = True) -> Path:
+    """`resolved=False`: a run written before results carried each trial's resolved fields."""
     fields = ["gsa.content", "gsa.positional", "model.variant"]
     values = {"both": (True, True, "gsa_resnet_tiny"), "content_only": (True, False, "gsa_resnet_tiny"),
               "positional_only": (False, True, "gsa_resnet_tiny"), "conv": (np.nan, np.nan, "resnet_tiny")}
@@ -87,12 +88,17 @@ def build_ablation(path: Path, name: str = "quick") -> Path:
         for seed, acc in enumerate(accs):
             params, gmacs = ABLATION_SIZE[variant]
             f = dict(zip(fields, values[variant]))
+            extra = {"gsa.heads": np.nan if variant == "conv" else 2, "width_mult": 1.0, "train.lr": 0.003}
+            extra = extra if resolved else {}
             if acc is None:
                 rows.append(_row(f"{variant}-s{seed}", variant, seed, "failed", 2, f, params, gmacs, 0.1,
-                                 reason="diverged: loss is NaN at epoch 2"))
+                                 reason="diverged: loss is NaN at epoch 2", resolved=extra))
             else:
-                rows.append(_row(f"{variant}-s{seed}", variant, seed, "complete", BUDGET, f, params, gmacs, acc))
-    return write_run(path, _run_json(name, "ablation", fields, baseline="both"), rows)
+                rows.append(_row(f"{variant}-s{seed}", variant, seed, "complete", BUDGET, f, params, gmacs, acc,
+                                 resolved=extra))
+    run = _run_json(name, "ablation", fields, baseline="both",
+                    resolved_fields=["gsa.heads", "width_mult", "train.lr"] if resolved else [])
+    return write_run(path, run, rows)
 
 
 SEARCH_TRIALS = [  # number, state, epochs, heads, width_mult, lr, params, gmacs, val_acc
@@ -140,7 +146,10 @@ def build_search(path: Path, name: str = "search_small", objectives: dict[str, s
     for number, state, epochs, heads, mult, lr, params, gmacs, acc in SEARCH_TRIALS:
         reason = {"failed": "worker lost after 2 retries", "infeasible": "gmacs 0.02 > max_gmacs 0.01"}.get(state, "")
         rows.append(_row(f"t{number:03d}", f"trial_{number}", 0, state, epochs,
-                         dict(zip(fields, (heads, mult, lr))), params, gmacs, acc, reason=reason))
+                         dict(zip(fields, (heads, mult, lr))), params, gmacs, acc, reason=reason,
+                         resolved={"model.variant": "gsa_resnet_tiny", "gsa.content": True, "gsa.positional": True}))
     path.mkdir(parents=True, exist_ok=True)
     url = _storage(path, name, objectives)
-    return write_run(path, _run_json(name, "search", fields, storage=url, objectives=objectives), rows)
+    run = _run_json(name, "search", fields, storage=url, objectives=objectives,
+                    resolved_fields=["model.variant", "gsa.content", "gsa.positional"])
+    return write_run(path, run, rows)

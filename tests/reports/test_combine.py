@@ -1,29 +1,13 @@
-"""Combining runs for a comparison: unique run labels, fields filled from each run's study."""
+"""Combining runs for a comparison: unique run labels, fields read from each run's resolved columns."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
-import yaml
 
 from reports import columns as C
 from reports import load_run_info, write_comparison
-from reports.combine import resolved_value, run_labels
+from reports.combine import fill_fields, run_labels
 from rundirs import build_ablation
-
-QUICK_STUDY = {  # a resolved quickstart study, as `gsa-nas run` writes it
-    "name": "quick", "kind": "ablation", "model": {"variant": "gsa_resnet_tiny"},
-    "train": {"epochs": 4, "lr": 0.003}, "data": {"name": "digits"},
-    "variants": {"both": {}, "content_only": {"gsa.positional": False}, "positional_only": {"gsa.content": False},
-                 "conv": {"model.variant": "resnet_tiny"}},
-}
-
-
-def _with_study(path: Path, study: dict) -> Path:
-    (path / "study.yaml").write_text(yaml.safe_dump(study))
-    return path
 
 
 def test_run_labels_distinct_names_kept(tmp_path):
@@ -46,35 +30,14 @@ def test_run_labels_only_clashing_runs_change(tmp_path):
     assert run_labels([load_run_info(p) for p in (a, b, c)]) == ["a/quick", "b/quick", "other"]
 
 
-def test_resolved_value_train_key_from_study():
-    assert resolved_value(QUICK_STUDY, {C.VARIANT: "both"}, "train.lr") == 0.003
+def test_fill_fields_adds_unrecorded_field_as_empty_and_names_it():
+    frame = pd.DataFrame({C.VARIANT: ["a", "b"], "gsa.heads": [2, 4]})
+    out, unknown = fill_fields(frame, ["gsa.heads", "train.lr"])
+    assert (unknown, out["gsa.heads"].tolist(), out["train.lr"].isna().tolist()) == (["train.lr"], [2, 4], [True, True])
 
 
-def test_resolved_value_network_key_from_variant_config():
-    assert resolved_value(QUICK_STUDY, {C.VARIANT: "both"}, "gsa.heads") == 2
-    assert resolved_value(QUICK_STUDY, {C.VARIANT: "both"}, "gsa_stages") == "1-2-3"
-    assert resolved_value(QUICK_STUDY, {C.VARIANT: "content_only"}, "gsa.positional") is False
-
-
-def test_resolved_value_row_overrides_apply():
-    row = {C.VARIANT: "trial_3", "gsa_stages": "3", "gsa.heads": 4}
-    study = {"model": {"variant": "gsa_resnet_tiny"}, "train": {"lr": 0.001}}
-    assert resolved_value(study, row, "gsa.content") is True
-    assert resolved_value(study, row, "gsa_stages") == "3"
-
-
-def test_resolved_value_gsa_key_of_conv_net_is_nan():
-    assert np.isnan(resolved_value(QUICK_STUDY, {C.VARIANT: "conv"}, "gsa.heads"))
-    assert resolved_value(QUICK_STUDY, {C.VARIANT: "conv"}, "model.variant") == "resnet_tiny"
-
-
-def test_resolved_value_unknown_train_key_is_nan():
-    assert np.isnan(resolved_value({"model": {"variant": "gsa_resnet_tiny"}}, {C.VARIANT: "x"}, "train.lr"))
-
-
-def test_write_comparison_fills_fields_from_each_study(tmp_path, search_run):
-    quick = _with_study(build_ablation(tmp_path / "quick"), QUICK_STUDY)
-    _with_study(search_run, {"name": "search_small", "kind": "search", "model": {"variant": "gsa_resnet_tiny"}})
+def test_write_comparison_reads_fields_from_each_runs_resolved_columns(tmp_path, search_run):
+    quick = build_ablation(tmp_path / "quick")
     write_comparison([quick, search_run], out=tmp_path / "cmp")
     board = pd.read_csv(tmp_path / "cmp" / "tables" / "leaderboard.csv")
     rows = board[board["run"] == "quick"].set_index("variant")
@@ -87,15 +50,15 @@ def test_write_comparison_fills_fields_from_each_study(tmp_path, search_run):
     assert "did not record" not in md
 
 
-def test_write_comparison_names_fields_it_could_not_fill(tmp_path, search_run, ablation_run):
-    write_comparison([ablation_run, search_run], out=tmp_path / "cmp")  # hand-built study.yaml: no train
+def test_write_comparison_names_fields_a_run_did_not_record(tmp_path, search_run):
+    old = build_ablation(tmp_path / "quick", resolved=False)
+    write_comparison([old, search_run], out=tmp_path / "cmp")
     md = (tmp_path / "cmp" / "report.md").read_text()
-    assert ("- Run quick did not record train.lr and its study does not say: shown as \"—\" (unknown) "
-            "in its rows.") in md
+    assert "- Run quick did not record gsa.heads, width_mult, train.lr: shown as \"—\" (unknown) in its rows." in md
 
 
 def test_write_comparison_continuous_edf_is_binned(tmp_path, search_run):
-    quick = _with_study(build_ablation(tmp_path / "quick"), QUICK_STUDY)
+    quick = build_ablation(tmp_path / "quick")
     write_comparison([quick, search_run], out=tmp_path / "cmp")
     edf = pd.read_csv(tmp_path / "cmp" / "tables" / "edf_train.lr.csv")
     assert edf["value"].nunique() <= 3

@@ -14,7 +14,7 @@ from reports import columns as C
 def test_load_results_columns_in_contract_order(ablation_run):
     trials = load_results(ablation_run)
     assert list(trials.columns) == [*C.LEADING_COLUMNS, "gsa.content", "gsa.positional", "model.variant",
-                                    *C.METRIC_COLUMNS]
+                                    *C.METRIC_COLUMNS, "gsa.heads", "width_mult", "train.lr"]
     assert len(trials) == 12
 
 

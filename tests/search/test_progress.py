@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from search.tune.ledger import COMPLETE, INFEASIBLE, PRUNED
+from reports.run_dir import COMPLETE, INFEASIBLE, PRUNED
 from search.tune.progress import ProgressLine, Tally, count_live, fmt_seconds, progress_line
 
 

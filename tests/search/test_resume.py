@@ -22,7 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 from search.cli import main
-from search.runner import check_resume_sets, end_summary, interrupted_note, resume_hint, run_meta
+from reports.run_dir import write_run_record
+from search.runner import check_resume_sets, end_summary, interrupted_note, resume_hint, run_record
 from search.study import load_study, study_to_yaml
 from search.tune.ledger import Ledger, open_study
 from search.tune.plan import pending_reruns, plan_work
@@ -159,8 +160,8 @@ def stored_run(tmp_path: Path, study: str, sets: dict) -> Path:
     run_dir = tmp_path / st.name
     run_dir.mkdir()
     (run_dir / "study.yaml").write_text(study_to_yaml(st))
-    meta = run_meta(st, name=st.name, storage=f"sqlite:///{run_dir / 'optuna.db'}", started="2025-01-01T00:00:00")
-    (run_dir / "run.json").write_text(json.dumps(meta))
+    write_run_record(run_dir, run_record(st, name=st.name, storage=f"sqlite:///{run_dir / 'optuna.db'}",
+                                         started="2025-01-01T00:00:00"))
     return run_dir
 
 

@@ -9,7 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from gsa_space.space import Choice, Dimension, FloatRange, IntRange
-from search.results import LEADING, METRICS, results_frame, space_fields, spec_value
+from reports.run_dir import results_columns
+from search.results import recorded_fields, results_frame, space_fields
+from search.study.keys import trial_value
 from search.study import load_study, resolve_trial
 from search.tune.ledger import COMPLETE, FAILED, INFEASIBLE, INTERRUPTED, PRUNED, Ledger, open_study
 from search.tune.plan import plan_work
@@ -167,7 +169,8 @@ def test_results_frame_column_order_and_infeasible_row():
     ledger.set_attrs(b.number, {"params": 12, "gmacs": 0.7, "act_mb": 0.1, "budget_epochs": 2})
     ledger.finish(b.number, INFEASIBLE, reason="gmacs 0.7 > max_gmacs 0.6", attrs={"epochs": 0})
     frame = results_frame(study, ledger.finished_records())
-    assert list(frame.columns) == [*LEADING, *space_fields(study), *METRICS]
+    assert list(frame.columns) == results_columns(space_fields(study), recorded_fields(study))
+    assert list(frame.columns)[7:8] == ["gsa.query_norm"] and "model.variant" in frame.columns
     assert space_fields(study) == ["gsa.query_norm"]
     row_a, row_b = frame.iloc[0], frame.iloc[1]
     assert (row_a["val_acc"], row_a["best_val_acc"], row_a["best_epoch"], row_a["test_acc"]) == (0.4, 0.5, 1.0, 0.45)
@@ -176,20 +179,17 @@ def test_results_frame_column_order_and_infeasible_row():
     assert math.isnan(row_b["val_acc"]) and math.isnan(row_b["test_acc"])
 
 
-def test_spec_value_reads_resolved_trial():
+def test_trial_value_reads_resolved_trial():
     study = load_study("quickstart", {"seeds": [0]})
     spec = resolve_trial(study, variant="content_only", seed=0, params={"gsa_stages": [2, 3], "train.lr": 0.01})
-    values = [spec_value(spec, k, "gsa_resnet_tiny") for k in
+    values = [trial_value(spec.net, spec.train, "gsa_resnet_tiny", k) for k in
               ("gsa.positional", "gsa.content", "gsa_stages", "train.lr", "model.variant", "stages.1.op")]
     assert values == [False, True, (2, 3), 0.01, "gsa_resnet_tiny", "conv3x3"]
 
 
-def test_spec_value_gsa_field_of_a_conv_net_is_none():
-    from search.results import spec_value
-    from search.study import load_study, resolve_trial
-
+def test_trial_value_gsa_field_of_a_conv_net_is_none():
     spec = resolve_trial(load_study("quickstart"), variant="conv", seed=0, params={})
-    assert [spec_value(spec, k, "resnet_tiny") for k in ("gsa.positional", "gsa.content")] == [None, None]
+    assert [trial_value(spec.net, spec.train, "resnet_tiny", k) for k in ("gsa.positional", "gsa.content")] == [None, None]
 
 
 def _interrupted_rerun(positional: bool):

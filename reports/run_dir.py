@@ -1,0 +1,206 @@
+"""The run-directory contract: file names, results columns, trial states and run.json.
+
+`search` writes a run directory through this module and `reports` reads it through it; no
+other module spells a column, a state or a file name. results.csv holds LEADING_COLUMNS, the
+run's design-space columns (run.json `space_fields`), METRIC_COLUMNS, then the trial's other
+resolved fields (run.json `resolved_fields`), so that a report never re-resolves a study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+# files of a run directory
+RUN_JSON = "run.json"
+ENV_JSON = "env.json"
+STUDY_YAML = "study.yaml"
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+CURVES_CSV = "curves.csv"
+OPTUNA_DB = "optuna.db"
+TUNE_DIR = "tune"
+
+# results.csv: one row per planned trial's finished record
+TRIAL_ID = "trial_id"
+VARIANT = "variant"
+SEED = "seed"
+STATE = "state"
+REASON = "reason"
+EPOCHS = "epochs"
+BUDGET_EPOCHS = "budget_epochs"
+PARAMS = "params"
+GMACS = "gmacs"
+ACT_MB = "act_mb"
+VAL_ACC = "val_acc"
+BEST_VAL_ACC = "best_val_acc"
+BEST_EPOCH = "best_epoch"
+TEST_ACC = "test_acc"
+WALL_S = "wall_s"
+IMAGES_PER_SEC = "images_per_sec"
+
+LEADING_COLUMNS: tuple[str, ...] = (TRIAL_ID, VARIANT, SEED, STATE, REASON, EPOCHS, BUDGET_EPOCHS)
+METRIC_COLUMNS: tuple[str, ...] = (
+    PARAMS, GMACS, ACT_MB, VAL_ACC, BEST_VAL_ACC, BEST_EPOCH, TEST_ACC, WALL_S, IMAGES_PER_SEC,
+)
+# dtypes fixed by reports.load_results; design-space columns keep what pandas infers
+INT_COLUMNS: tuple[str, ...] = (SEED, EPOCHS, BUDGET_EPOCHS, PARAMS)
+FLOAT_COLUMNS: tuple[str, ...] = (
+    GMACS, ACT_MB, VAL_ACC, BEST_VAL_ACC, BEST_EPOCH, TEST_ACC, WALL_S, IMAGES_PER_SEC,
+)
+STR_COLUMNS: tuple[str, ...] = (TRIAL_ID, VARIANT, STATE, REASON)
+
+# curves.csv: one row per (trial, epoch)
+EPOCH = "epoch"
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+LR = "lr"
+CURVE_COLUMNS: tuple[str, ...] = (TRIAL_ID, EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, IMAGES_PER_SEC)
+
+# trial states, as a user reads them (and as the Optuna user attribute gsa_state holds them)
+COMPLETE = "complete"
+PRUNED = "pruned"
+FAILED = "failed"
+INFEASIBLE = "infeasible"
+STATES: tuple[str, ...] = (COMPLETE, PRUNED, FAILED, INFEASIBLE)
+INTERRUPTED = "interrupted"  # reason of a record closed by a crash; never a results row
+
+# run.json status
+RUNNING = "running"
+FINISHED = "finished"
+RUN_INTERRUPTED = "interrupted"
+RUN_STATUSES: tuple[str, ...] = (RUNNING, FINISHED, RUN_INTERRUPTED)
+KINDS: tuple[str, ...] = ("ablation", "search")
+
+# Optuna user attributes of every trial in optuna.db
+ATTR_STATE = "gsa_state"
+ATTR_EPOCHS = EPOCHS
+ATTR_REASON = REASON
+ATTR_TRIAL_KEY = "trial_key"
+ATTR_VARIANT = VARIANT
+ATTR_SEED = SEED
+ATTR_CURVE = "curve"
+ATTR_FIELDS = "fields"  # the trial's resolved design fields, recorded at launch
+ATTR_BUDGET_EPOCHS = BUDGET_EPOCHS
+ATTR_CONFIG_KEY = "config_key"
+ATTR_TEST_ACC = TEST_ACC
+CURVE_KEYS: tuple[str, ...] = (EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, IMAGES_PER_SEC, "seconds")
+
+
+def cell(value: Any) -> Any:
+    """A results cell: lists and tuples are written "1-2-3", None is empty, others unchanged."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    return float("nan") if value is None else value
+
+
+def results_columns(space_fields: tuple[str, ...] | list[str], resolved_fields: tuple[str, ...] | list[str] = ()
+                    ) -> list[str]:
+    """results.csv's columns in contract order."""
+    extra = [f for f in resolved_fields if f not in space_fields]
+    return [*LEADING_COLUMNS, *space_fields, *METRIC_COLUMNS, *extra]
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Which data set a run trained on (`root`: the local archive, None for digits)."""
+
+    name: str
+    root: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """run.json: what a run directory says about itself; `status` is one of RUN_STATUSES."""
+
+    name: str
+    kind: str
+    status: str = RUNNING
+    description: str = ""
+    started: str | None = None
+    finished: str | None = None
+    wall_s: float = 0.0
+    objectives: Mapping[str, str] = field(default_factory=lambda: {VAL_ACC: "max"})
+    baseline: str | None = None
+    space_fields: tuple[str, ...] = ()
+    resolved_fields: tuple[str, ...] = ()
+    data: DataRef | None = None
+    budget_epochs: int | None = None
+    input_size: tuple[int, int] | None = None
+    storage: str | None = None
+    optuna_study: str | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+    max_concurrent: int = 1
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain JSON document (tuples as lists; `error` only when there is one)."""
+        doc = asdict(self)
+        doc["space_fields"] = list(self.space_fields)
+        doc["resolved_fields"] = list(self.resolved_fields)
+        doc["input_size"] = list(self.input_size) if self.input_size else None
+        if self.error is None:
+            del doc["error"]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "RunRecord":
+        """A record from run.json's document; unknown keys are ignored, missing ones take defaults.
+
+        Raises ValueError naming the key when `name` or `kind` is missing or wrong.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        if values.get("kind") not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, but got kind={values.get('kind')!r}")
+        if not values.get("name"):
+            raise ValueError(f"name must be a non-empty string, but got name={values.get('name')!r}")
+        data = values.get("data")
+        if isinstance(data, Mapping):
+            values["data"] = DataRef(name=str(data.get("name")), root=data.get("root"))
+        for key in ("space_fields", "resolved_fields"):
+            values[key] = tuple(values.get(key) or ())
+        if values.get("input_size") is not None:
+            values["input_size"] = tuple(values["input_size"])
+        if values.get("objectives") is None:
+            values.pop("objectives", None)
+        wall = values.get("wall_s")
+        values["wall_s"] = float(wall) if wall is not None else 0.0
+        return cls(**values)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
+    """run.json, written atomically."""
+    write_atomic(Path(run_dir) / RUN_JSON, json.dumps(record.to_json(), indent=2, default=str) + "\n")
+
+
+def read_run_record(run_dir: Path) -> RunRecord:
+    """run.json of `run_dir` (ValueError naming the file when it is unreadable or wrong)."""
+    path = Path(run_dir) / RUN_JSON
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable JSON ({err})") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object, but got {type(doc).__name__}")
+    doc.setdefault("name", Path(run_dir).name)  # a run is named after its directory
+    try:
+        return RunRecord.from_json(doc)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from err
