@@ -44,13 +44,15 @@ def bare_times(study_path: Path, threads: int) -> dict[int, float]:
     from search.data import load_data
     from search.study import load_study, resolve_trial
     from search.train_loop import Trainer
+    from search.worker import configure_process
 
     study = load_study(str(study_path))
     data = load_data(study.data)
+    configure_process(threads=threads, device="cpu")  # as a Tune worker does once
     times = {}
     for seed in study.seeds:
         start = time.perf_counter()
-        trainer = Trainer(resolve_trial(study, variant="both", seed=seed, params={}), data, threads=threads)
+        trainer = Trainer(resolve_trial(study, variant="both", seed=seed, params={}), data)
         for _ in range(study.train.epochs):
             trainer.train_epoch()
         trainer.test()

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from search.tune.ray_env import apply_ray_env
+
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError)
 EXIT_USAGE = 2
 SET_HELP = ("override a study key, repeatable; values are YAML: train.epochs=5, num_samples=8, "
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_ray_env()  # before anything imports ray: some of Ray's settings are read at import
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

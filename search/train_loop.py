@@ -13,16 +13,20 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from gsa_space.attention.native import retain_freed_memory
 from gsa_space.networks import build_net
+from search.data import DataSplits, augment_batch
 from search.optim import build_optimizer, lr_at, set_lr
+from search.worker import configure_process
+
+if TYPE_CHECKING:
+    from search.study import TrialSpec
 
 __all__ = ["EpochResult", "DivergedError", "Trainer", "save_checkpoint", "load_checkpoint", "run_trial_bare"]
 
@@ -85,7 +89,6 @@ class Trainer:
         spec: a `TrialSpec` (seed, net, train).
         data: `DataSplits` (x_/y_ train, val, test tensors, `name`).
         device: where the model and the whole data set live.
-        threads: torch intra-op threads for this process (None: leave as is).
         augment: pad-crop + flip on CIFAR batches (`DataConfig.augment`); ignored for digits.
         model_factory: builds the module from `spec.net` (default `gsa_space.networks.build_net`).
 
@@ -94,29 +97,23 @@ class Trainer:
         >>> results = [trainer.train_epoch() for _ in range(spec.train.epochs)]
     """
 
-    def __init__(self, spec: Any, data: Any, *, device: str | torch.device = "cpu", threads: int | None = None,
+    def __init__(self, spec: TrialSpec, data: DataSplits, *, device: str | torch.device = "cpu",
                  augment: bool = True, model_factory: Callable[[Any], nn.Module] | None = None) -> None:
         self.spec, self.train_cfg, self.seed = spec, spec.train, int(spec.seed)
         for name in ("epochs", "batch_size"):
             value = getattr(self.train_cfg, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"train.{name} must be a positive integer, but got train.{name}={value!r}.")
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        retain_freed_memory()  # steps reuse freed activations instead of page-faulting them back in
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
-        if on_cuda:
-            torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels
         self.amp = bool(self.train_cfg.amp) and on_cuda
         channels_last = bool(self.train_cfg.channels_last) and on_cuda
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.augment = bool(augment) and str(data.name).startswith("cifar")
 
-        torch.manual_seed(self.seed)
-        random.seed(self.seed)
-        np.random.seed(self.seed % 2**32)
-        self.model = (model_factory or build_net)(spec.net).to(self.device, memory_format=self.memory_format)
+        with torch.random.fork_rng(devices=[]):  # the weights follow the seed; the global RNG is left alone
+            torch.manual_seed(self.seed)
+            self.model = (model_factory or build_net)(spec.net).to(self.device, memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, self.train_cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(self.train_cfg.label_smoothing))
 
@@ -179,7 +176,6 @@ class Trainer:
             idx = order[i * bs:(i + 1) * bs]                                   # (B,)
             x, y = self.x_train[idx], self.y_train[idx]                        # (B, C, H, W), (B,)
             if aug_gen is not None:
-                from search.data import augment_batch
 
                 x = augment_batch(x, aug_gen)
             set_lr(self.optimizer, self._lr(self.step))
@@ -294,5 +290,6 @@ def run_trial_bare(spec: Any, data: Any, *, epochs: int | None = None, device: s
     """
     if epochs is not None:
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=int(epochs)))
-    trainer = Trainer(spec, data, device=device, threads=threads, augment=augment, model_factory=model_factory)
+    configure_process(threads=threads, device=device)
+    trainer = Trainer(spec, data, device=device, augment=augment, model_factory=model_factory)
     return [trainer.train_epoch() for _ in range(spec.train.epochs)]

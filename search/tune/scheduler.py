@@ -14,19 +14,18 @@ from typing import Any, Mapping
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from reports.run_dir import ATTR_REASON
-from search.tune.ledger import Ledger
+from search.tune.ledger import OBJECTIVE_METRIC, Ledger
+from search.tune.trial_config import RESTORED_HISTORY, RESULT_EPOCH, optuna_number
 
-NUMBER = "optuna_number"  # Tune config key holding the Optuna trial number
-RESTORED = "restored_history"  # result key: JSON list of epochs trained before a restore
 
 
 def record(ledger: Ledger, trial: Any, result: Mapping[str, Any]) -> None:
     """Write `result` (and any history a restored trainer carried) into the trial's record."""
-    number = trial.config.get(NUMBER)
+    number = optuna_number(trial.config)
     if number is None:
         return
-    if result.get(RESTORED):
-        rows = json.loads(result[RESTORED])
+    if result.get(RESTORED_HISTORY):
+        rows = json.loads(result[RESTORED_HISTORY])
         for row in rows:
             ledger.record_epoch(number, row)
         ledger.set_attrs(number, {"restored_epochs": len(rows)})
@@ -57,7 +56,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         record(self._ledger, trial, result)
-        number = trial.config.get(NUMBER)
+        number = optuna_number(trial.config)
         if self._prune and number is not None and self._ledger.should_prune(number):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
@@ -66,7 +65,7 @@ class OptunaPrunerScheduler(FIFOScheduler):
         record(self._ledger, trial, result)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        number = trial.config.get(NUMBER)
+        number = optuna_number(trial.config)
         if number is not None:
             self._ledger.set_attrs(number, {ATTR_REASON: error_reason(trial)})
 
@@ -77,7 +76,7 @@ class LedgerASHA(AsyncHyperBandScheduler):
     def __init__(self, ledger: Ledger, *, max_t: int, options: Mapping[str, Any]) -> None:
         opts = {"grace_period": 1, "reduction_factor": 3, "brackets": 1}
         opts.update(options)
-        super().__init__(time_attr="epoch", metric="val_acc", mode="max", max_t=max_t, **opts)
+        super().__init__(time_attr=RESULT_EPOCH, metric=OBJECTIVE_METRIC, mode="max", max_t=max_t, **opts)
         self._ledger = ledger
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -90,7 +89,7 @@ class LedgerASHA(AsyncHyperBandScheduler):
             super().on_trial_complete(tune_controller, trial, result)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        number = trial.config.get(NUMBER)
+        number = optuna_number(trial.config)
         if number is not None:
             self._ledger.set_attrs(number, {ATTR_REASON: error_reason(trial)})
         super().on_trial_error(tune_controller, trial)

@@ -13,17 +13,18 @@ from typing import Any, Callable, Mapping
 from ray.tune.search import Searcher
 
 from reports.run_dir import (ATTR_BUDGET_EPOCHS, ATTR_CONFIG_KEY, ATTR_EPOCHS, ATTR_FIELDS, ATTR_REASON, ATTR_SEED,
-                             ATTR_TRIAL_KEY, ATTR_VARIANT, COMPLETE, FAILED, INFEASIBLE, PRUNED)
+                             ATTR_TRIAL_KEY, ATTR_VARIANT, BEST_EPOCH, BEST_VAL_ACC, COMPLETE, FAILED, GMACS,
+                             INFEASIBLE, PARAMS, PRUNED, TEST_ACC, VAL_ACC)
 from search.results import trial_fields
 from search.study import Study, TrialSpec, resolve_trial
 from search.study.keys import MODEL_VARIANT
 from search.tune.ledger import Ledger
 from search.tune.progress import Tally
-from search.tune.scheduler import NUMBER
 from search.tune.space_compile import sample_point
+from search.tune.trial_config import DIVERGED, RESULT_EPOCH, TrialConfig
 
-CONSTRAINT_METRIC = {"max_gmacs": "gmacs", "max_params": "params"}
-FINAL_KEYS = ("test_acc", "best_val_acc", "best_epoch")
+CONSTRAINT_METRIC = {"max_gmacs": GMACS, "max_params": PARAMS}
+FINAL_KEYS = (TEST_ACC, BEST_VAL_ACC, BEST_EPOCH)
 
 
 def spec_keys(study: Study, variant: str | None, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,7 +55,7 @@ class GsaSearcher(Searcher):
 
     def __init__(self, study: Study, ledger: Ledger, *, to_launch: int,
                  measure: Callable[[TrialSpec], Mapping[str, float]], tally: Tally) -> None:
-        super().__init__(metric="val_acc", mode="max")
+        super().__init__(metric=VAL_ACC, mode="max")
         self._study, self._ledger, self._measure, self._tally = study, ledger, measure, tally
         self._left = to_launch
         self._numbers: dict[str, int] = {}
@@ -62,7 +63,7 @@ class GsaSearcher(Searcher):
         self.error: Exception | None = None
         search = study.search
         self._constraints = search.constraints_dict() if search is not None else {}
-        self._objectives = tuple(search.objectives) if search is not None else (("val_acc", "max"),)
+        self._objectives = tuple(search.objectives) if search is not None else ((VAL_ACC, "max"),)
         self._max_rejections = search.max_rejections if search is not None else 1
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -77,10 +78,10 @@ class GsaSearcher(Searcher):
             self.error = err
             return Searcher.FINISHED
         self._left -= 1
-        self._numbers[trial_id] = config[NUMBER]
-        return config
+        self._numbers[trial_id] = config.optuna_number
+        return config.to_config()
 
-    def _next_feasible(self) -> dict:
+    def _next_feasible(self) -> TrialConfig:
         rejected: list[str] = []
         while True:
             config, broken = self._ask()
@@ -94,7 +95,7 @@ class GsaSearcher(Searcher):
                     f"shrink the space, or raise max_rejections={self._max_rejections}"
                 )
 
-    def _ask(self) -> tuple[dict | None, str]:
+    def _ask(self) -> tuple[TrialConfig | None, str]:
         """One Optuna trial: (Tune config, "") when feasible, (None, reason) when rejected."""
         trial = self._ledger.study.ask()
         attrs = trial.user_attrs
@@ -126,8 +127,8 @@ class GsaSearcher(Searcher):
             trial.set_constraint(name_, margin)
         self._ledger.set_attrs(trial.number, {**attrs_out, ATTR_EPOCHS: 0})
         self._budgets[trial.number] = int(spec.train.epochs)
-        config = {NUMBER: trial.number, ATTR_TRIAL_KEY: key, ATTR_VARIANT: variant, ATTR_SEED: seed,
-                  "params": values, "complexity": cx}
+        config = TrialConfig(optuna_number=trial.number, trial_key=key, variant=variant, seed=seed,
+                             params=tuple(values.items()), complexity=tuple(cx.items()))
         return config, ""
 
     def _reject(self, trial: Any, attrs: dict, reason: str, cx: dict, margins: Mapping[str, float]) -> None:
@@ -146,17 +147,17 @@ class GsaSearcher(Searcher):
         if result is None and not error:
             return  # stopped before it ran (shutdown): the runner closes it as interrupted
         result = result or {}
-        epochs = int(result.get("epoch", frozen.user_attrs.get(ATTR_EPOCHS, 0)) or 0)
-        budget = self._budgets.pop(number, int(frozen.user_attrs.get("budget_epochs", 0)))
+        epochs = int(result.get(RESULT_EPOCH, frozen.user_attrs.get(ATTR_EPOCHS, 0)) or 0)
+        budget = self._budgets.pop(number, int(frozen.user_attrs.get(ATTR_BUDGET_EPOCHS, 0)))
         attrs = {ATTR_EPOCHS: epochs, **{k: result[k] for k in FINAL_KEYS if result.get(k) is not None}}
-        if error or result.get("diverged"):
-            reason = result.get("diverged") or frozen.user_attrs.get(ATTR_REASON) or "error"
+        if error or result.get(DIVERGED):
+            reason = result.get(DIVERGED) or frozen.user_attrs.get(ATTR_REASON) or "error"
             self._ledger.finish(number, FAILED, reason=reason, attrs=attrs)
             self._tally.add(FAILED)
         elif epochs >= budget:
             values = [self._objective_value(m, result, frozen.user_attrs) for m, _ in self._objectives]
             self._ledger.finish(number, COMPLETE, values=values, attrs=attrs)
-            self._tally.add(COMPLETE, result.get("val_acc"))
+            self._tally.add(COMPLETE, result.get(VAL_ACC))
         else:
             reason = f"stopped by the pruner at epoch {epochs} of {budget}"
             self._ledger.finish(number, PRUNED, reason=reason, attrs=attrs)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
-DONE = "done"
+from reports.run_dir import BEST_EPOCH, BEST_VAL_ACC, TEST_ACC
+from search.tune.trial_config import DIVERGED, DONE, RESTORED_HISTORY, RESULT_EPOCH, TrialConfig
+
+if TYPE_CHECKING:
+    from search.study import Study
 
 
 def trial_device(gpu: float) -> str:
@@ -25,24 +29,27 @@ def trial_device(gpu: float) -> str:
 
 
 class GsaTrainable(tune.Trainable):
-    """Config keys: optuna_number, trial_key, variant, seed, params, complexity."""
+    """Trains the trial a `TrialConfig` names (its Tune config is `TrialConfig.to_config()`)."""
 
-    def setup(self, config: dict, data: Any = None, study: Any = None, run_dir: str = "") -> None:
+    def setup(self, config: dict, data: Any = None, study: Study | None = None, run_dir: str = "") -> None:
+        from search.worker import configure_process
+
         self._data, self._study, self._run_dir = data, study, Path(run_dir)
+        res = study.resources  # equal for every trial, so a reused actor keeps these settings
+        configure_process(threads=max(1, int(res.cpu)), device=trial_device(res.gpu))
         self._start(config)
 
     def _start(self, config: dict) -> None:
         from search.study import resolve_trial
         from search.train_loop import Trainer, load_checkpoint
 
-        spec = resolve_trial(self._study, variant=config["variant"], seed=int(config["seed"]),
-                             params=config["params"])
+        trial = TrialConfig.from_config(config)
+        spec = resolve_trial(self._study, variant=trial.variant, seed=trial.seed, params=trial.params_dict())
         res = self._study.resources
-        self._trainer = Trainer(spec, self._data, device=trial_device(res.gpu), threads=max(1, int(res.cpu)),
-                                augment=self._study.data.augment)
+        self._trainer = Trainer(spec, self._data, device=trial_device(res.gpu), augment=self._study.data.augment)
         self._budget = int(spec.train.epochs)
-        self._complexity = dict(config.get("complexity", {}))
-        self._ckpt = self._run_dir / "checkpoints" / str(config["trial_key"]) / "last.pt"
+        self._complexity = trial.complexity_dict()
+        self._ckpt = self._run_dir / "checkpoints" / trial.trial_key / "last.pt"
         self._carried: list[dict] = []
         if self._ckpt.exists():
             load_checkpoint(self._trainer, self._ckpt)
@@ -54,7 +61,7 @@ class GsaTrainable(tune.Trainable):
         trainer = self._trainer
         result: dict[str, Any] = dict(self._complexity)
         if self._carried:
-            result["restored_history"] = json.dumps(self._carried)
+            result[RESTORED_HISTORY] = json.dumps(self._carried)
             self._carried = []
         if trainer.epoch >= self._budget:  # the checkpoint already holds the full budget
             last = trainer.history[-1].as_dict()
@@ -63,13 +70,13 @@ class GsaTrainable(tune.Trainable):
                 last = trainer.train_epoch().as_dict()
             except DivergedError as err:
                 reason = str(err) if str(err).startswith("diverged") else f"diverged: {err}"
-                return {**result, "epoch": trainer.epoch, "diverged": reason, DONE: True}
+                return {**result, RESULT_EPOCH: trainer.epoch, DIVERGED: reason, DONE: True}
             save_checkpoint(trainer, self._ckpt)
         result.update(last)
-        result["best_val_acc"] = trainer.best_val_acc
-        result["best_epoch"] = trainer.best_epoch
+        result[BEST_VAL_ACC] = trainer.best_val_acc
+        result[BEST_EPOCH] = trainer.best_epoch
         if trainer.epoch >= self._budget:
-            result["test_acc"] = trainer.test()
+            result[TEST_ACC] = trainer.test()
             result[DONE] = True
         return result
 

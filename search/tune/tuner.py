@@ -1,6 +1,7 @@
 """Ray Tune session: start (or join) Ray, put the data once, run the trials, shut down.
 
-This is the one place that talks to Ray (and sets the environment variables that quiet it).
+This is the one place that starts or joins Ray; the environment variables that quiet Ray are set
+before `ray` is first imported, by `search.tune.ray_env` (the package's first import).
 Each call is one Tune experiment under `RUN_DIR/tune/<session>`; a resumed run starts a new
 session, with the work list computed from the Optuna ledger, not from Tune's snapshot.
 """
@@ -13,24 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-for _key, _value in {
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_DEDUP_LOGS": "0",
-    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}.items():
-    os.environ.setdefault(_key, _value)
+import ray
+from ray import tune
 
-import ray  # noqa: E402  (after the environment above)
-from ray import tune  # noqa: E402
-
-from search.tune.ledger import Ledger  # noqa: E402
-from search.tune.progress import ProgressLine, Tally  # noqa: E402
-from search.tune.scheduler import make_scheduler  # noqa: E402
-from search.tune.searcher import GsaSearcher  # noqa: E402
-from search.tune.trainable import GsaTrainable  # noqa: E402
+from search.study import Study, TrialSpec
+from search.tune.ledger import Ledger
+from search.tune.progress import ProgressLine, Tally
+from search.tune.ray_env import apply_ray_env
+from search.tune.scheduler import make_scheduler
+from search.tune.searcher import GsaSearcher
+from search.tune.trainable import GsaTrainable
+from search.tune.trial_config import trial_key_of
 
 AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 MAX_FAILURES = 1  # one retry from the last checkpoint before a trial counts as failed
@@ -48,7 +42,7 @@ class SessionOutcome:
 
 def trial_dirname(trial: Any) -> str:
     """Tune's per-trial folder: the trial key and Tune's id (short and readable)."""
-    return f"{trial.config.get('trial_key', 'trial')}_{trial.trial_id}"
+    return f"{trial_key_of(trial.config)}_{trial.trial_id}"
 
 
 def start_ray(address: str | None) -> None:
@@ -78,8 +72,8 @@ def put_data(data: Any) -> Any:
     return ray.put(data)
 
 
-def run_session(*, study: Any, ledger: Ledger, run_dir: Path, data: Any, to_launch: int, session: str,
-                measure: Callable[[Any], Mapping[str, float]], address: str | None = None,
+def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_launch: int, session: str,
+                measure: Callable[[TrialSpec], Mapping[str, float]], address: str | None = None,
                 progress_every_s: float = 5.0) -> SessionOutcome:
     """Run up to `to_launch` trials of `study` in one Tune experiment; records go to `ledger`.
 
@@ -90,6 +84,7 @@ def run_session(*, study: Any, ledger: Ledger, run_dir: Path, data: Any, to_laun
     tally = Tally(planned=to_launch)
     if to_launch <= 0:
         return SessionOutcome(0, 0, False)
+    apply_ray_env()
     start_ray(address)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
     logging.getLogger("ray.train").setLevel(logging.ERROR)

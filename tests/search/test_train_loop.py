@@ -51,7 +51,7 @@ def make_spec(seed: int = 0, **train: object) -> TrialSpec:
 
 
 def make_trainer(data: DataSplits, seed: int = 0, **train: object) -> Trainer:
-    return Trainer(make_spec(seed, **train), data, threads=1, model_factory=tiny_conv_net)
+    return Trainer(make_spec(seed, **train), data, model_factory=tiny_conv_net)
 
 
 def test_trainer_learns_digits_in_three_epochs(digits):
@@ -191,7 +191,7 @@ def test_run_trial_bare_overrides_epochs(digits):
 
 def test_trainer_builds_gsa_resnet_tiny_from_the_quickstart_study(digits):
     spec = resolve_trial(load_study("quickstart"), variant="both", seed=0, params={})
-    trainer = Trainer(spec, digits, threads=1)
+    trainer = Trainer(spec, digits)
     assert type(trainer.model).__name__ == "ResNet"
     result = trainer.train_epoch()
     assert result.epoch == 1 and math.isfinite(result.train_loss)
@@ -202,12 +202,12 @@ def test_trainer_augments_cifar_batches_and_resumes_exactly(fake_cifar, tmp_path
     spec = replace(make_spec(epochs=3, batch_size=32), net=replace(NET, in_chans=3, input_size=(32, 32)))
 
     def build() -> Trainer:
-        return Trainer(spec, fake_cifar, threads=1, augment=True, model_factory=tiny_conv_net)
+        return Trainer(spec, fake_cifar, augment=True, model_factory=tiny_conv_net)
 
     straight = build()
     assert straight.augment is True
     expected = [straight.train_epoch() for _ in range(3)]
-    plain = Trainer(spec, fake_cifar, threads=1, augment=False, model_factory=tiny_conv_net)
+    plain = Trainer(spec, fake_cifar, augment=False, model_factory=tiny_conv_net)
     assert plain.augment is False
     assert plain.train_epoch().train_loss != expected[0].train_loss     # augmentation changed the batches
     first = build()
@@ -236,3 +236,24 @@ def test_trainer_cuda_epochs_with_bf16_and_channels_last(digits):
     results = [trainer.train_epoch() for _ in range(3)]
     assert all(math.isfinite(r.train_loss) for r in results)
     assert results[-1].val_acc > 0.6           # the same run reaches 0.87-0.91 in fp32 on the CPU
+
+
+def test_trainer_leaves_process_settings_and_global_rng_alone(digits):
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    first = make_trainer(digits, seed=3)
+    torch.manual_seed(12345)  # a different global state must not change the seeded weights
+    second = make_trainer(digits, seed=3)
+    assert torch.get_num_threads() == threads
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
+    torch.set_rng_state(rng)
+
+
+def test_configure_process_sets_threads():
+    from search.worker import configure_process
+
+    before = torch.get_num_threads()
+    try:
+        configure_process(threads=1, device="cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

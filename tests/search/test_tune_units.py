@@ -259,3 +259,19 @@ def test_records_summary_counts_in_fixed_order():
     assert records_summary(["infeasible", "failed", "pruned", "complete"]) == (
         "4 records: 1 complete, 1 pruned, 1 failed, 1 infeasible")
     assert (records_summary(["failed"]), records_summary([])) == ("1 record: 1 failed", "0 records")
+
+
+def test_trial_config_round_trips_through_the_tune_dict():
+    from search.tune.trial_config import TrialConfig, optuna_number
+
+    cfg = TrialConfig(optuna_number=3, trial_key="both-s1", variant="both", seed=1,
+                      params=(("gsa.heads", 2), ("gsa_stages", (2, 3))), complexity=(("gmacs", 0.5),))
+    config = cfg.to_config()
+    assert (TrialConfig.from_config(config), optuna_number(config), optuna_number({})) == (cfg, 3, None)
+
+
+def test_trial_config_from_a_foreign_dict_names_the_missing_keys():
+    from search.tune.trial_config import TrialConfig
+
+    with pytest.raises(KeyError, match=r"needs \['optuna_number', 'seed'\]"):
+        TrialConfig.from_config({"trial_key": "k", "variant": None})
