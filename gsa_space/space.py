@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence, Union
 
-from gsa_space.config import AXIAL_ORDERS, OPS, NetConfig
+from gsa_space.config import AXIAL_ORDERS, OPS, NetConfig, is_network_key
+
+TRAIN_PREFIX = "train."  # the design space's training knobs (train.lr, ...): not network keys
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,8 @@ def sample(dims: Sequence[Dimension], rng: random.Random) -> dict[str, Any]:
 
 def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(network overrides, training knobs without the `train.` prefix) of a sampled point."""
-    net = {k: v for k, v in values.items() if not k.startswith("train.")}
-    train = {k[len("train."):]: v for k, v in values.items() if k.startswith("train.")}
+    net = {k: v for k, v in values.items() if is_network_key(k)}
+    train = {k.removeprefix(TRAIN_PREFIX): v for k, v in values.items() if not is_network_key(k)}
     return net, train
 
 

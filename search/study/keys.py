@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from gsa_space.config import is_network_key, network_value
+from gsa_space.config import NetConfig, is_network_key, network_value
+from search.study.schema import TrainConfig
 
 __all__ = ["MODEL_VARIANT", "MODEL", "TRAIN", "DATA", "train_field", "train_key", "document_path",
            "network_path", "split_keys", "trial_value"]
@@ -65,7 +66,7 @@ def split_keys(variant: str, base: Iterable[tuple[str, Any]],
     return variant, net, train
 
 
-def trial_value(net: Any, train: Any, model_variant: str, key: str) -> Any:
+def trial_value(net: NetConfig, train: TrainConfig, model_variant: str, key: str) -> Any:
     """The value of `key` in a resolved trial (its NetConfig and TrainConfig).
 
     `gsa.X` of a net without a GSA stage is None (not applicable).
