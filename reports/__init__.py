@@ -1,8 +1,9 @@
 """Reports from run directories: tidy results in, tables / figures / report files out.
 
-`load_results` reads a run directory into one row per trial; the table functions compare
-complete trials only; `write_report` and `write_comparison` write report.md, one
-self-contained report.html, figures/*.png and tables/*.csv.
+`run_dir` owns the run-directory contract (file names, columns, trial states, run.json) that
+`search` writes through; `load` reads a run into one row per trial; `tables`, `stats`,
+`figures` are pure functions of frames; `compose`, `render` and `write` turn them into
+report.md, one self-contained report.html, figures/*.png and tables/*.csv. No Ray, no search.
 """
 
 from reports.importance import param_importance

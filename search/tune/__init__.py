@@ -1,7 +1,11 @@
 """Ray Tune + Optuna wiring: the only package that imports Ray.
 
-`run_session` runs one Tune experiment whose searcher and scheduler keep the Optuna ledger;
-names are imported lazily so that a Tune worker loading `trainable` pays only for torch.
+`tuner.run_session` runs one Tune experiment; `searcher` (Optuna ask/tell, budgets) and
+`scheduler` (pruning) keep the Optuna `ledger`; `trainable` trains a trial named by a
+`trial_config.TrialConfig`; `plan` decides what a session launches; `space_compile` turns a
+study's space into Optuna suggestions; `ray_env` quiets Ray at the process edge. Names are
+imported lazily (by importlib, declared in tests/test_architecture.py) so that a Tune worker
+loading `trainable` pays only for torch.
 """
 
 from __future__ import annotations
