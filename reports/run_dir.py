@@ -73,7 +73,8 @@ INTERRUPTED = "interrupted"  # reason of a record closed by a crash; never a res
 RUNNING = "running"
 FINISHED = "finished"
 RUN_INTERRUPTED = "interrupted"
-RUN_STATUSES: tuple[str, ...] = (RUNNING, FINISHED, RUN_INTERRUPTED)
+RUN_FAILED = "failed"
+RUN_STATUSES: tuple[str, ...] = (RUNNING, FINISHED, RUN_INTERRUPTED, RUN_FAILED)
 KINDS: tuple[str, ...] = ("ablation", "search")
 
 # Optuna user attributes of every trial in optuna.db
@@ -88,6 +89,9 @@ ATTR_FIELDS = "fields"  # the trial's resolved design fields, recorded at launch
 ATTR_BUDGET_EPOCHS = BUDGET_EPOCHS
 ATTR_CONFIG_KEY = "config_key"
 ATTR_TEST_ACC = TEST_ACC
+ATTR_RETRY_OF = "retry_of"            # on an attempt made by --retry-failed: the failed attempt's number
+ATTR_DUPLICATE_OF = "duplicate_of"    # on a sampled point rejected because that config already ran
+STUDY_SUPERSEDED_BY = "superseded_by"  # Optuna study attribute: failed attempt's number -> its retry's
 CURVE_KEYS: tuple[str, ...] = (EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, IMAGES_PER_SEC, "seconds")
 
 
@@ -136,6 +140,7 @@ class RunRecord:
     resources: Mapping[str, float] = field(default_factory=dict)
     max_concurrent: int = 1
     error: str | None = None
+    report: str | None = None  # "written", "skipped (--no-report)" or "failed: <reason>"
 
     def to_json(self) -> dict[str, Any]:
         """The plain JSON document (tuples as lists; `error` only when there is one)."""
@@ -143,8 +148,9 @@ class RunRecord:
         doc["space_fields"] = list(self.space_fields)
         doc["resolved_fields"] = list(self.resolved_fields)
         doc["input_size"] = list(self.input_size) if self.input_size else None
-        if self.error is None:
-            del doc["error"]
+        for optional in ("error", "report"):
+            if doc[optional] is None:
+                del doc[optional]
         return doc
 
     @classmethod

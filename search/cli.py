@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from search.output import guard_stdout
 from search.tune.ray_env import apply_ray_env
 
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError)
@@ -28,7 +29,12 @@ def _parse_sets(items: Sequence[str]) -> dict[str, object]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects key=value, but got {item!r}")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            problem = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise ValueError(f"--set {item}: the value is not valid YAML ({problem}); quote lists and "
+                             f"mappings, e.g. --set \"seeds=[0, 1]\"") from None
     return out
 
 
@@ -61,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_from_cli(
         study=args.study, name=args.name, out=args.out, address=args.address,
         storage=args.storage, overrides=_parse_sets(args.set), resume=args.resume,
-        report=not args.no_report,
+        report=not args.no_report, retry_failed=args.retry_failed,
     )
 
 
@@ -111,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: train failed trials again (not diverged ones), as new attempts")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="write report.md/.html, figures and tables for a run")
@@ -127,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     apply_ray_env()  # before anything imports ray: some of Ray's settings are read at import
+    guard_stdout()   # `gsa-nas run ... | head` must not kill a running study
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -17,14 +20,20 @@ from typing import Any, Iterable, Mapping
 import optuna
 
 from reports import run_dir as R
+from reports import write_report
 from search.env_info import env_info
 from search.results import RESOLVED_KEYS, records_summary, space_fields, write_results
 from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
 from search.tune.ledger import Ledger, open_study
-from search.tune.plan import pending_reruns, plan_work
+from search.output import say
+from search.run_lock import RunLock
+from search.storage import check_sqlite_file, check_url, connect
+from search.study.readers import Where, name as name_rule
+from search.tune.plan import pending_reruns, plan_work, remaining_work, retryable
 from search.tune.space_compile import decode_params, make_pruner, make_sampler
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
 DEFAULT_OUT = "runs"
 
 
@@ -110,6 +119,10 @@ def _open_resume(resume: str, storage: str | None,
     check_resume_sets(resume, run_dir / R.STUDY_YAML, overrides or {})
     st = load_study(str(run_dir / R.STUDY_YAML), overrides)
     old = R.read_run_record(run_dir)
+    if storage:
+        check_url(storage)
+    if not storage and str(old.storage).startswith("sqlite:///"):
+        check_sqlite_file(Path(str(old.storage)[len("sqlite:///"):]))
     record = run_record(st, name=old.name, storage=storage or old.storage, started=old.started)
     return st, run_dir, dataclasses.replace(record, wall_s=old.wall_s)
 
@@ -132,11 +145,13 @@ def _open_run(study: str | None, name: str | None, out: str | None, storage: str
     if not study:
         raise ValueError("gsa-nas run: give a study (a file, or a name in studies/) or --resume RUN_DIR")
     st = load_study(study, overrides)
-    run_name = name or st.name
+    run_name = st.name if name is None else name_rule(Where("--name"), "", name)
     run_dir = Path(out or DEFAULT_OUT) / run_name
     if (run_dir / R.RUN_JSON).exists():
         raise ValueError(f"run directory {run_dir} already exists; continue it with "
                          f"`gsa-nas run --resume {run_dir}`, or choose another --name")
+    if storage:
+        check_url(storage)
     url = storage or f"sqlite:///{(run_dir / R.OPTUNA_DB).resolve()}"
     return st, run_dir, run_record(st, name=run_name, storage=url, started=_now())
 
@@ -150,7 +165,14 @@ def open_ledger(study: Study, record: R.RunRecord) -> Ledger:
         directions = [d for _, d in s.objectives]
     else:
         sampler, pruner, directions = optuna.samplers.RandomSampler(seed=0), None, ["max"]
-    return Ledger(open_study(record.storage, record.optuna_study, directions, sampler=sampler, pruner=pruner))
+    ledger = Ledger(open_study(record.storage, record.optuna_study, directions, sampler=sampler, pruner=pruner))
+    done = len(ledger.study.get_trials(deepcopy=False))
+    if study.kind == "search" and done and study.search.sampler.seed is not None:
+        # A seeded sampler in a new process restarts its sequence: reseed it from the study's progress
+        # so that a resumed or extended search samples new points (repeats are also refused at launch).
+        s = study.search
+        ledger.study.sampler = make_sampler(s.sampler.name, s.sampler.seed + done, s.sampler.options_dict(), s.space)
+    return ledger
 
 
 def measure(spec: TrialSpec) -> dict[str, float]:
@@ -166,73 +188,159 @@ def write_outputs(run_dir: Path, study: Study, ledger: Ledger) -> Any:
     return write_results(run_dir, study, ledger.finished_records(), lambda p: decode_params(p, space))
 
 
-def _report(run_dir: Path) -> None:
-    try:
-        from reports import write_report
-    except ImportError as err:
-        print(f"report skipped: reports.write_report is not available ({err}); results are in {run_dir}")
-        return
+def _report(run_dir: Path) -> str:
+    """Write the run's report; returns its outcome for run.json ("written" or "failed: ...")."""
     try:
         path = write_report(run_dir)
-        print(f"report: {path}")
-    except Exception as err:  # the run's results stand even if the report cannot be drawn
-        print(f"report failed: {type(err).__name__}: {err}; retry with `gsa-nas report {run_dir}`")
+    except Exception as err:  # noqa: BLE001 - the run's results stand even if the report cannot be drawn
+        reason = _one_line(err)
+        say(f"report failed: {reason}; retry with `gsa-nas report {run_dir}`")
+        return f"failed: {reason}"
+    say(f"report: {path}")
+    return "written"
+
+
+@dataclass
+class _Stop:
+    """What stopped a session early: SIGTERM is handled as Ctrl-C, but exits 143."""
+
+    sigterm: bool = False
+
+
+def _handle_sigterm(stop: _Stop) -> Any:
+    """SIGTERM (Slurm, Kubernetes, `timeout`) stops the run like Ctrl-C: raised as SIGINT, which a
+    running Tune experiment takes as "stop launching, let running trials checkpoint", and which
+    elsewhere is a KeyboardInterrupt. Installed after Ray starts: Ray's own handler aborts."""
+    def handler(signum: int, frame: Any) -> None:
+        stop.sigterm = True
+        signal.raise_signal(signal.SIGINT)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+class _WallClock(threading.Thread):
+    """Rewrites run.json's wall_s every `every_s` seconds, so a driver killed with SIGKILL loses
+    at most that much of the session's time."""
+
+    def __init__(self, run_dir: Path, record: R.RunRecord, every_s: float = 15.0) -> None:
+        super().__init__(daemon=True)
+        self.run_dir, self.record, self.every_s = run_dir, record, every_s
+        self.start_s = time.monotonic()
+        self.done = threading.Event()
+
+    def elapsed(self) -> float:
+        return round(self.record.wall_s + time.monotonic() - self.start_s, 1)
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            R.write_run_record(self.run_dir, dataclasses.replace(self.record, wall_s=self.elapsed()))
+
+
+def _needs_session(study: Study, ledger: Ledger, *, retry_failed: bool) -> bool:
+    """Whether a resumed run has anything to train (Ray starts only then)."""
+    if remaining_work(study, ledger) or pending_reruns(study, ledger):
+        return True
+    if ledger.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        return True
+    return retry_failed and any(retryable(t) for t in ledger.finished_records())
 
 
 def run_from_cli(*, study: str | None, name: str | None = None, out: str | None = None, address: str | None = None,
                  storage: str | None = None, overrides: Mapping[str, Any] | None = None,
-                 resume: str | None = None, report: bool = True) -> int:
-    """Run (or resume) a study; returns the exit code (0 finished, 130 interrupted).
+                 resume: str | None = None, report: bool = True, retry_failed: bool = False) -> int:
+    """Run (or resume) a study; returns the exit code (0 finished, 130 interrupted, 143 on SIGTERM).
 
-    Example: `run_from_cli(study="quickstart", overrides={"train.epochs": 2})` writes runs/quickstart/.
+    Every check that can fail (study, --set, name, storage, lock, Ray) runs before the run
+    directory is created or changed. Example: `run_from_cli(study="quickstart",
+    overrides={"train.epochs": 2})` writes runs/quickstart/.
     """
+    if retry_failed and not resume:
+        raise ValueError("gsa-nas run: --retry-failed re-runs the failed trials of a run; give --resume RUN_DIR")
     st, run_dir, record = _open_run(study, name, out, storage, overrides, resume)
+    with RunLock(run_dir):
+        if not resume and (run_dir / R.RUN_JSON).exists():  # another driver made it since the first check
+            raise ValueError(f"run directory {run_dir} already exists; continue it with "
+                             f"`gsa-nas run --resume {run_dir}`, or choose another --name")
+        if resume or storage:
+            connect(record.storage)
+        ledger = open_ledger(st, record) if resume else None
+        needs_ray = ledger is None or _needs_session(st, ledger, retry_failed=retry_failed)
+        from search.tune import start_ray, stop_ray  # Ray is imported only for a run
+
+        stop = _Stop()
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            if needs_ray:
+                start_ray(address)
+            _handle_sigterm(stop)
+            return _run(st, run_dir, record, ledger, address=address, resume=bool(resume), report=report,
+                        retry_failed=retry_failed, stop=stop)
+        finally:
+            stop_ray()
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger | None, *, address: str | None,
+         resume: bool, report: bool, retry_failed: bool, stop: _Stop) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     R.write_atomic(run_dir / R.STUDY_YAML, study_to_yaml(st))
     R.write_run_record(run_dir, record)
     _write_json(run_dir / R.ENV_JSON, env_info())
-    ledger = open_ledger(st, record)
+    ledger = ledger or open_ledger(st, record)
     ledger.close_running()
-    plan = plan_work(st, ledger)
+    plan = plan_work(st, ledger, retry_failed=retry_failed)
     sessions = sorted((run_dir / R.TUNE_DIR).glob("session_*")) if (run_dir / R.TUNE_DIR).exists() else []
     rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
+    retried = f"; {plan.retried} failed trial{'' if plan.retried == 1 else 's'} retried" if plan.retried else ""
     trials = f"{plan.to_launch} trial{'' if plan.to_launch == 1 else 's'}"
-    print(f"{'resuming' if resume else 'running'} {record.name} in {run_dir}: {trials} to train"
-          f" ({plan.finished} already finished{rerun})", flush=True)
-    start = time.monotonic()
-    status, error, code = R.FINISHED, None, 0
+    say(f"{'resuming' if resume else 'running'} {record.name} in {run_dir}: {trials} to train"
+        f" ({plan.finished} already finished{rerun}{retried})")
+    clock = _WallClock(run_dir, record)
+    clock.start()
+    status, error, code = R.RUN_FAILED, None, 2
+    frame = None
     try:
         outcome = None
         if plan.to_launch > 0:
             from search.data import load_data
-            from search.tune import run_session  # Ray is imported only when there is work to run
+            from search.tune import run_session
 
             data = load_data(st.data)
             outcome = run_session(study=st, ledger=ledger, run_dir=run_dir, data=data, to_launch=plan.to_launch,
                                   session=f"session_{len(sessions) + 1}", measure=measure, address=address)
         if outcome is not None and outcome.error is not None:
-            status, error, code = R.RUN_INTERRUPTED, outcome.error, 2
-        elif outcome is not None and outcome.interrupted:
-            status, code = R.RUN_INTERRUPTED, EXIT_INTERRUPTED
+            error = outcome.error
+        elif stop.sigterm or (outcome is not None and outcome.interrupted):
+            status, code = R.RUN_INTERRUPTED, EXIT_TERMINATED if stop.sigterm else EXIT_INTERRUPTED
+        else:
+            status, code = R.FINISHED, 0
     except KeyboardInterrupt:
-        status, code = R.RUN_INTERRUPTED, EXIT_INTERRUPTED
+        status, code = R.RUN_INTERRUPTED, EXIT_TERMINATED if stop.sigterm else EXIT_INTERRUPTED
+    except BaseException as err:  # recorded as "failed" with its reason, then raised as it was
+        error = err
+        raise
     finally:
-        from search.tune import stop_ray
-
-        stop_ray()
+        clock.done.set()
         ledger.close_running()
         frame = write_outputs(run_dir, st, ledger)
+        if status == R.FINISHED and remaining_work(st, ledger):
+            status, code = R.RUN_INTERRUPTED, EXIT_INTERRUPTED  # Tune ended with planned trials unrun
         record = dataclasses.replace(
-            record, status=status, wall_s=round(record.wall_s + time.monotonic() - start, 1),
-            finished=_now() if status == R.FINISHED else None, error=None if error is None else str(error))
+            record, status=status, wall_s=clock.elapsed(), finished=_now() if status == R.FINISHED else None,
+            error=None if error is None else _one_line(error))
         R.write_run_record(run_dir, record)
     lost = len(pending_reruns(st, ledger)) if status == R.RUN_INTERRUPTED else 0
-    print(end_summary(record.name, status, frame[R.STATE], run_dir, lost))
+    say(end_summary(record.name, status, frame[R.STATE], run_dir, lost))
     if error is not None:
-        raise ValueError(str(error))
+        raise ValueError(_one_line(error))
     if status == R.RUN_INTERRUPTED:
-        print(resume_hint(run_dir, lost))
+        say(resume_hint(run_dir, lost))
         return code
-    if report:
-        _report(run_dir)
+    outcome_text = _report(run_dir) if report else "skipped (--no-report)"
+    R.write_run_record(run_dir, dataclasses.replace(record, report=outcome_text))
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (ValueError, KeyError)) else f"{type(err).__name__}: {text}"

@@ -44,6 +44,7 @@ def parse_document(where: Where, doc: dict[str, Any], source: str) -> Study:
         search=parse_search(where, doc) if kind == "search" else None,
         resources=parse_resources(where, doc.get("resources")),
         max_concurrent=chk.integer(where, "max_concurrent", doc.get("max_concurrent", 1), minimum=1),
+        max_failures=chk.integer(where, "max_failures", doc.get("max_failures", 1), minimum=0),
     )
     return check_study(where, study)
 

@@ -121,6 +121,7 @@ def study_document(study: Study) -> dict[str, Any]:
         doc["max_rejections"] = s.max_rejections
     doc["resources"] = asdict(study.resources)
     doc["max_concurrent"] = study.max_concurrent
+    doc["max_failures"] = study.max_failures
     return doc
 
 

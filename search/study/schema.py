@@ -165,6 +165,7 @@ class Study:
     search: SearchConfig | None = None
     resources: Resources = field(default_factory=Resources)
     max_concurrent: int = 1
+    max_failures: int = 1  # retries of a raising trial from its last checkpoint before it counts as failed
 
     def variant(self, name: str) -> Variant:
         """The variant called `name` (KeyError naming the known ones otherwise)."""

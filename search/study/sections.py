@@ -17,7 +17,8 @@ from search.study.readers import Where, join
 from search.study.schema import (DATASETS, OPTIMIZERS, SCHEDULES, DataConfig, ModelConfig, Resources, TrainConfig,
                                  Variant, frozen)
 
-COMMON_KEYS = ("name", "description", "kind", "data", "model", "train", "seeds", "resources", "max_concurrent")
+COMMON_KEYS = ("name", "description", "kind", "data", "model", "train", "seeds", "resources", "max_concurrent",
+               "max_failures")
 ABLATION_KEYS = ("baseline", "variants")
 SEARCH_KEYS = ("space", "sampler", "num_samples", "objectives", "constraints", "pruner", "max_rejections")
 TRAIN_INT = {"epochs": 1, "batch_size": 1, "warmup_epochs": 0}

@@ -13,8 +13,9 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_STATE, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE,
-                             INTERRUPTED, PRUNED, VAL_ACC)
+from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED, ATTR_STATE, ATTR_TRIAL_KEY,
+                             ATTR_VARIANT, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE, INTERRUPTED, PRUNED,
+                             STUDY_SUPERSEDED_BY, VAL_ACC)
 
 OBJECTIVE_METRIC = VAL_ACC  # what pruners and ASHA watch, and what Optuna is told per epoch
 
@@ -85,7 +86,7 @@ class Ledger:
         extra = dict(attrs or {})
         extra[ATTR_STATE] = state
         extra.setdefault(ATTR_EPOCHS, int(frozen.user_attrs.get(ATTR_EPOCHS, 0)))
-        if reason:
+        if reason or state == COMPLETE:  # a complete trial keeps no error of an attempt it recovered from
             extra[ATTR_REASON] = reason
         self.set_attrs(number, extra)
         if state == COMPLETE:
@@ -107,12 +108,30 @@ class Ledger:
         return running
 
     def finished_records(self) -> list[optuna.trial.FrozenTrial]:
-        """Trials with a finished gsa record (everything but closed-as-interrupted ones)."""
-        out = []
+        """The current record of each trial key: its latest finished attempt that was not closed as
+        interrupted (an attempt `--retry-failed` started supersedes the failed one once it finishes)."""
+        latest: dict[Any, optuna.trial.FrozenTrial] = {}
         for t in self.study.get_trials(deepcopy=False):
             if t.state.is_finished() and t.user_attrs.get(ATTR_REASON) != INTERRUPTED and ATTR_STATE in t.user_attrs:
-                out.append(t)
-        return out
+                key = t.user_attrs.get(ATTR_TRIAL_KEY, ("number", t.number))
+                if key not in latest or t.number > latest[key].number:
+                    latest[key] = t
+        return sorted(latest.values(), key=lambda t: t.number)
+
+    def superseded(self) -> dict[int, int]:
+        """Failed attempt's Optuna number -> the number of the attempt `--retry-failed` made of it."""
+        return {int(k): int(v) for k, v in self.study.user_attrs.get(STUDY_SUPERSEDED_BY, {}).items()}
+
+    def retry(self, record: optuna.trial.FrozenTrial) -> int:
+        """Enqueue a new attempt of a finished record (same params, key, variant and seed); returns
+        its Optuna number. Optuna cannot reopen a finished trial, so the old one stays, superseded."""
+        attrs = {k: record.user_attrs[k] for k in (ATTR_TRIAL_KEY, ATTR_VARIANT, ATTR_SEED) if k in record.user_attrs}
+        self.study.enqueue_trial(dict(record.params), user_attrs={**attrs, ATTR_RETRY_OF: record.number},
+                                 skip_if_exists=False)
+        number = max(t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        self.study.set_user_attr(STUDY_SUPERSEDED_BY, {**{str(k): v for k, v in self.superseded().items()},
+                                                       str(record.number): number})
+        return number
 
 
 def _plain(value: Any) -> Any:

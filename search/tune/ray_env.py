@@ -18,6 +18,9 @@ RAY_QUIET_ENV: dict[str, str] = {
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",                         # never re-launch workers under uv
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",                    # CPU trials keep CUDA_VISIBLE_DEVICES
+    # A diverged trial's last result has no val_acc; Tune's strict check would end the whole
+    # experiment (and every resume) on it. Our searcher records it as failed instead.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
 }
 
 

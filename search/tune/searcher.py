@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from reports.run_dir import (ATTR_BUDGET_EPOCHS, ATTR_CONFIG_KEY, ATTR_EPOCHS, ATTR_FIELDS, ATTR_REASON, ATTR_SEED,
-                             ATTR_TRIAL_KEY, ATTR_VARIANT, BEST_EPOCH, BEST_VAL_ACC, COMPLETE, FAILED, GMACS,
-                             INFEASIBLE, PARAMS, PRUNED, TEST_ACC, VAL_ACC)
+from reports.run_dir import (ATTR_BUDGET_EPOCHS, ATTR_CONFIG_KEY, ATTR_DUPLICATE_OF, ATTR_EPOCHS, ATTR_FIELDS,
+                             ATTR_REASON, ATTR_SEED, ATTR_TRIAL_KEY, ATTR_VARIANT, BEST_EPOCH, BEST_VAL_ACC, COMPLETE,
+                             FAILED, GMACS, INFEASIBLE, INTERRUPTED, PARAMS, PRUNED, TEST_ACC, VAL_ACC)
 from search.results import trial_fields
 from search.study import Study, TrialSpec, resolve_trial
 from search.study.keys import MODEL_VARIANT
@@ -32,6 +33,17 @@ def spec_keys(study: Study, variant: str | None, values: Mapping[str, Any]) -> d
     keys = dict(study.variant(variant).overrides) if variant is not None else {}
     keys.update(values)
     return keys
+
+
+def launched_configs(ledger: Ledger) -> dict[str, str]:
+    """Config key -> trial key of every configuration launched so far, except attempts closed as
+    interrupted (their re-runs come back with the same configuration)."""
+    out = {}
+    for t in ledger.study.get_trials(deepcopy=False):
+        config = t.user_attrs.get(ATTR_CONFIG_KEY)
+        if config is not None and t.user_attrs.get(ATTR_REASON) != INTERRUPTED:
+            out[config] = str(t.user_attrs.get(ATTR_TRIAL_KEY, config))
+    return out
 
 
 def violations(cx: Mapping[str, float], constraints: Mapping[str, float]) -> list[str]:
@@ -60,6 +72,7 @@ class GsaSearcher(Searcher):
         self._left = to_launch
         self._numbers: dict[str, int] = {}
         self._budgets: dict[int, int] = {}
+        self._launched = launched_configs(ledger)
         self.error: Exception | None = None
         search = study.search
         self._constraints = search.constraints_dict() if search is not None else {}
@@ -103,6 +116,7 @@ class GsaSearcher(Searcher):
             variant, values = attrs[ATTR_VARIANT], {}
         else:
             variant, values = None, sample_point(trial, self._study.search.space)
+        fresh = self._study.kind == "search" and ATTR_TRIAL_KEY not in attrs  # not a re-run or a retry
         seed = int(attrs.get(ATTR_SEED, self._study.seeds[0]))
         key = attrs.get(ATTR_TRIAL_KEY) or f"trial_{trial.number:04d}"
         name = variant or key  # a search trial's label is its key, also when it re-runs under a new number
@@ -113,6 +127,13 @@ class GsaSearcher(Searcher):
             reason = f"invalid: {err}"
             self._reject(trial, base, reason, {}, {"valid": 1.0})
             return None, reason
+        if fresh and spec.trial_key in self._launched:
+            # A resumed or extended search never trains a configuration twice. Not a record:
+            # closed as FAIL without a gsa state, so results and plans never count it.
+            self._ledger.set_attrs(trial.number, {ATTR_DUPLICATE_OF: self._launched[spec.trial_key]})
+            self._ledger.study.tell(trial.number, state=TrialState.FAIL)
+            return None, f"duplicate of {self._launched[spec.trial_key]}"
+        self._launched[spec.trial_key] = key
         cx = {k: float(v) for k, v in self._measure(spec).items()}
         model = spec_keys(self._study, variant, values).get(MODEL_VARIANT, self._study.model.variant)
         attrs_out = {**base, **cx, ATTR_CONFIG_KEY: spec.trial_key, ATTR_BUDGET_EPOCHS: int(spec.train.epochs),

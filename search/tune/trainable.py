@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 
 from reports.run_dir import BEST_EPOCH, BEST_VAL_ACC, TEST_ACC
+from search.faults import before_epoch
 from search.tune.trial_config import DIVERGED, DONE, RESTORED_HISTORY, RESULT_EPOCH, TrialConfig
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class GsaTrainable(tune.Trainable):
         self._trainer = Trainer(spec, self._data, device=trial_device(res.gpu), augment=self._study.data.augment)
         self._budget = int(spec.train.epochs)
         self._complexity = trial.complexity_dict()
+        self._trial_key = trial.trial_key
         self._ckpt = self._run_dir / "checkpoints" / trial.trial_key / "last.pt"
         self._carried: list[dict] = []
         if self._ckpt.exists():
@@ -67,6 +69,7 @@ class GsaTrainable(tune.Trainable):
             last = trainer.history[-1].as_dict()
         else:
             try:
+                before_epoch(self._trial_key, trainer.epoch + 1, trainer.model)  # test-only faults; off by default
                 last = trainer.train_epoch().as_dict()
             except DivergedError as err:
                 reason = str(err) if str(err).startswith("diverged") else f"diverged: {err}"

@@ -27,7 +27,6 @@ from search.tune.trainable import GsaTrainable
 from search.tune.trial_config import trial_key_of
 
 AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
-MAX_FAILURES = 1  # one retry from the last checkpoint before a trial counts as failed
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
         ),
         run_config=tune.RunConfig(
             name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
-            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0, checkpoint_at_end=False),
             callbacks=[ProgressLine(study.name, tally, every_s=progress_every_s)],
         ),
