@@ -1,9 +1,9 @@
 """Forward+backward time of the GSA module against the 3x3 conv it replaces and gsa-pytorch.
 
-"gsa" is the module as it runs here (the native CPU kernels when they build); "gsa_torch_ops" is
-the same module forced onto its PyTorch-ops path, the fallback without a C compiler. By default the
-process keeps glibc's allocator settings; --retain-memory makes it keep freed memory as our training
-processes do (gsa_space.native.retain_freed_memory), for every candidate alike.
+"gsa" is the module as it runs here (backend "auto": the native CPU kernels when they build);
+"gsa_torch_ops" is the same module on its torch_ops backend, the fallback without a C compiler. By
+default the process keeps glibc's allocator settings; --retain-memory makes it keep freed memory as
+our training processes do (gsa_space.attention.native.retain_freed_memory), for every candidate alike.
 
 Candidates are timed interleaved (their order rotates every repetition) so that load from other
 processes hits them alike; we report medians and the ratios from this one run, and save JSON.
@@ -25,8 +25,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gsa_space.attention.native import kernels as native
-from gsa_space.attention import GlobalSelfAttention
+from gsa_space.attention import GlobalSelfAttention, attention_backend
+from gsa_space.attention.native import kernels_loaded, retain_freed_memory
 from search.env_info import cpu_name
 
 SHAPES: tuple[tuple[int, int], ...] = ((64, 32), (128, 16), (256, 8))  # (C, H=W): CIFAR stages
@@ -41,22 +41,15 @@ TARGETS = {  # the performance targets of DESIGN.md section 9, as checked below
 
 
 class TorchOps(nn.Module):
-    """A GSA module forced onto its PyTorch-ops path: what runs without a C compiler (or on CUDA)."""
+    """A GSA module on its torch_ops backend: what runs without a C compiler (or on CUDA)."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        before = os.environ.get("GSA_NAS_NATIVE")
-        os.environ["GSA_NAS_NATIVE"] = "0"
-        try:
+        with attention_backend("torch_ops"):
             return self.inner(x)
-        finally:
-            if before is None:
-                del os.environ["GSA_NAS_NATIVE"]
-            else:
-                os.environ["GSA_NAS_NATIVE"] = before
 
 
 def candidates(C: int, H: int) -> dict[str, nn.Module]:
@@ -180,7 +173,7 @@ def main() -> None:
                         help="keep freed memory in the process, as training processes do")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    retained = native.retain_freed_memory() if args.retain_memory else False
+    retained = retain_freed_memory() if args.retain_memory else False
     load_before = os.getloadavg()
     results = {f"{C}x{H}": bench_shape(C, H, args.batch, args.reps, args.warmup) for C, H in SHAPES}
     report = summarise(results)
@@ -188,7 +181,7 @@ def main() -> None:
         config={"batch": args.batch, "reps": args.reps, "warmup": args.warmup, "heads": HEADS,
                 "dim_key": DIM_KEY, "timing": "forward+backward, median of interleaved reps"},
         env={"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_name(),
-             "native_kernels": native.library() is not None, "retain_freed_memory": retained,
+             "native_kernels": kernels_loaded(), "retain_freed_memory": retained,
              "cpu_count": os.cpu_count(), "python": platform.python_version(),
              "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         times_ms=results,

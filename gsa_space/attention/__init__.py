@@ -1,5 +1,13 @@
-"""Global Self-Attention (GSA): the module, its reference math and its backends."""
+"""Global Self-Attention (GSA): the module, its reference math and its backends (docs/gsa.md).
 
-from gsa_space.attention.module import GlobalSelfAttention, content_attention, relative_attention_1d
+Layout: module.py holds `GlobalSelfAttention` (parameters; each forward goes through one backend
+choice, dispatch.py); spec.py is the math as plain NCHW code, the specification the backends are
+tested against; params.py the typed weights a backend receives; torch_ops.py the PyTorch-ops
+backend (what CUDA runs); native/ the C-kernel CPU backend; settings.py the environment, read once.
+"""
 
-__all__ = ["GlobalSelfAttention", "content_attention", "relative_attention_1d"]
+from gsa_space.attention.dispatch import attention_backend
+from gsa_space.attention.module import GlobalSelfAttention
+from gsa_space.attention.spec import content_attention, relative_attention_1d
+
+__all__ = ["GlobalSelfAttention", "attention_backend", "content_attention", "relative_attention_1d"]

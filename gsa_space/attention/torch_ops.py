@@ -1,17 +1,143 @@
-"""The axial relative steps of the GSA positional branch on channels-last maps.
+"""The torch_ops backend of the GSA module: PyTorch ops on channels-last maps (what CUDA runs).
 
-Dense S x S logits (`_DenseStep`, hand-written backward) for a window at least as long as the
-axis; logits for L offsets and a shifted apply (`_WindowApply`) for a shorter one. Called by
-`gsa_space.attention`; math: DESIGN.md section 2.
+The 1x1 projections are matrix products over pixels; the content branch runs as two batched
+products (by heads, with a hand-written backward, on large maps); each axial step as dense S x S
+logits (`_DenseStep`) for a window at least as long as the axis, or as logits for L offsets and
+a shifted apply (`_WindowApply`) for a shorter one. Math: docs/gsa.md; this backend equals
+gsa_space.attention.spec (tests/gsa_space/test_backends.py). fvcore's MAC count
+(gsa_space.complexity) traces this backend, on its plain ops: docs/gsa.md §8.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from gsa_space.attention.native import kernels as native
+from gsa_space.attention.params import GSAParams
+
+__all__ = ["axial_step", "content_step", "gsa_forward"]
+
+
+def gsa_forward(p: GSAParams, x: Tensor) -> Tensor:
+    """F_c + F_p of `p` on x (B, C_in, H, W) -> (B, h * dv, H, W), before out_proj."""
+    B, C_in, H, W = x.shape
+    h, dk, dv = p.heads, p.dim_key, p.dim_value
+    # 1x1 convolutions as matmuls on one channels-last copy of x: the attention steps read
+    # channels-last maps, whose layout changes copy contiguous runs of channels.
+    pixels = x.permute(0, 2, 3, 1).reshape(B * H * W, C_in)                  # (B*H*W, C_in)
+    project = lambda weight: F.linear(pixels, weight.flatten(1))             # noqa: E731
+    q = project(p.to_q).view(B, H, W, h, dk)                                 # (B, H, W, h, dk)
+    v = project(p.to_v).view(B, H, W, h, dv)                                 # (B, H, W, h, dv)
+    out = None
+    if p.content:
+        k = project(p.to_k).view(B, H * W, h, dk)                            # (B, N, h, dk)
+        out = content_step(q.view(B, H * W, h, dk), k, v.view(B, H * W, h, dv),
+                           query_norm=p.query_norm).view(B, h, dv, H, W)
+    if p.positional:
+        pos = _positional(p, q, v)                                           # (B, h, dv, H, W)
+        out = pos if out is None else out.add_(pos)                         # in place: no saved output
+    return out.view(B, h * dv, H, W)                                         # (B, h*dv, H, W)
+
+
+def _positional(p: GSAParams, q: Tensor, v: Tensor) -> Tensor:
+    """First axial step, BatchNorm, second step; q, v: (B, H, W, h, dk|dv) -> (B, h, dv, H, W)."""
+    B, H, W, h, dv = v.shape
+    (axis1, rel1), (axis2, rel2) = p.steps()
+    y = axial_step(q, v, rel1, axis1, channels_last_out=True)                # (B, H, W, h, dv)
+    y = p.norm(y.view(B, H, W, h * dv).permute(0, 3, 1, 2))                 # (B, C, H, W), NHWC memory
+    y = y.permute(0, 2, 3, 1).reshape(B, H, W, h, dv)                       # (B, H, W, h, dv)
+    return axial_step(q, y, rel2, axis2, channels_last_out=False)           # (B, h, dv, H, W)
+
+
+def _custom_backward(*tensors: Tensor) -> bool:
+    """Whether a step runs as its autograd.Function (hand-written backward): only when a gradient
+    is wanted, and not while TorchScript traces (fvcore's MAC count), which sees plain ops only."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors) and not torch.jit.is_tracing()
+
+
+def _content_channels_last(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool) -> Tensor:
+    """`spec.content_attention` on channels-last maps; q, k: (B, N, h, dk); v: (B, N, h, dv).
+
+    Returns (B, h, dv, N), i.e. NCHW: the second product is taken transposed so that no
+    output transposition is needed.
+    """
+    B, N, h, dk = q.shape
+    dv = v.shape[-1]
+    keys = k.softmax(dim=1).transpose(1, 2).reshape(B * h, N, dk)  # (B*h, N, dk), softmax over N
+    values = v.transpose(1, 2).reshape(B * h, N, dv)               # (B*h, N, dv)
+    queries = q.transpose(1, 2).reshape(B * h, N, dk)              # (B*h, N, dk)
+    if query_norm:
+        queries = queries.softmax(dim=-1)                          # (B*h, N, dk)
+    context = torch.bmm(values.transpose(1, 2), keys)              # (B*h, dv, dk)
+    out = torch.bmm(context, queries.transpose(1, 2))              # (B*h, dv, N)
+    return out.view(B, h, dv, N)
+
+
+def _content_heads(q: Tensor, keys: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """The content products one head at a time on channels-last views: no input layout copies.
+
+    q, keys: (B, N, h, dk); v: (B, N, h, dv); only their last dim must be contiguous: a head's
+    (B, N, c) slice is a batch of BLAS matrices with row stride h * c, so bmm reads it in place.
+    Returns (out (B, h, dv, N), context (B, h, dv, dk)). Products go to a fresh buffer and are
+    copied into strided slots: bmm with a strided `out=` runs on one thread (2x slower at 2).
+    """
+    B, N, h, dk = q.shape
+    dv = v.shape[-1]
+    out = q.new_empty(B, h, dv, N)
+    context = q.new_empty(B, h, dv, dk)
+    for j in range(h):
+        torch.bmm(v[:, :, j].transpose(1, 2), keys[:, :, j], out=context[:, j])    # (B, dv, dk)
+        out[:, j].copy_(torch.bmm(context[:, j], q[:, :, j].transpose(1, 2)))      # (B, dv, N)
+    return out, context
+
+
+class _ContentStep(torch.autograd.Function):
+    """`_content_heads` with a hand-written backward that writes each head's grads straight into
+    channels-last buffers: autograd's would copy every strided slice, or zero-fill per head."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
+        out, context = _content_heads(q, keys, v)
+        ctx.save_for_backward(q, keys, v, context)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, keys, v, context = ctx.saved_tensors
+        grad = grad.contiguous()                                                   # (B, h, dv, N)
+        grad_q, grad_keys, grad_v = (q.new_empty(t.shape) for t in (q, keys, v))  # (B, N, h, dk|dv)
+        for j in range(q.shape[2]):
+            g = grad[:, j]                                                         # (B, dv, N)
+            grad_context = torch.bmm(g, q[:, :, j])                                # (B, dv, dk)
+            grad_q[:, :, j].copy_(torch.bmm(g.transpose(1, 2), context[:, j]))     # (B, N, dk)
+            # A contiguous (dk, dv) right factor: read transposed, the narrow product runs 3x slower.
+            right = grad_context.transpose(1, 2).contiguous()                      # (B, dk, dv)
+            grad_v[:, :, j].copy_(torch.bmm(keys[:, :, j], right))                 # (B, N, dv)
+            grad_keys[:, :, j].copy_(torch.bmm(v[:, :, j], grad_context))          # (B, N, dk)
+        return grad_q, grad_keys, grad_v
+
+
+# Fewest positions for the by-heads content step. Measured fwd + bwd at batch 32, 8 heads, 1 thread:
+# 17% faster than the copying path at N = 1024 (C = 64), even at N = 256, 7% slower at N = 64.
+_HEADS_MIN_N = 512
+
+
+def content_step(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool) -> Tensor:
+    """`spec.content_attention` on channels-last maps: by heads (`_ContentStep`) on large maps;
+    the plain ops (`_content_channels_last`) on small ones and when fvcore traces it.
+
+    q, k: (B, N, h, dk); v: (B, N, h, dv) -> (B, h, dv, N), contiguous.
+    """
+    if torch.jit.is_tracing() or q.shape[1] < _HEADS_MIN_N:
+        return _content_channels_last(q, k, v, query_norm=query_norm)
+    keys = k.softmax(dim=1)                                                        # (B, N, h, dk)
+    queries = q.softmax(dim=-1) if query_norm else q                               # (B, N, h, dk)
+    if _custom_backward(queries, keys, v):
+        return _ContentStep.apply(queries, keys, v)
+    return _content_heads(queries, keys, v)[0]
 
 
 def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
@@ -198,49 +324,30 @@ def _relative_windowed(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels
     queries = q.reshape(B * H * W, h, dk).permute(1, 2, 0)            # (h, dk, N)
     logits = torch.bmm(rel, queries)                                  # (h, L, N)
     logits = logits.view(h, -1, B, H, W).permute(2, 3, 4, 0, 1)       # (B, H, W, h, L), a view
-    if torch.is_grad_enabled() and (logits.requires_grad or v.requires_grad) and not torch.jit.is_tracing():
+    if _custom_backward(logits, v):
         out = _WindowApply.apply(logits, v, dim)                      # (B, H, W, h, dv)
     else:
         out = _window_apply(logits, v, dim)                           # (B, H, W, h, dv)
     return out.contiguous() if channels_last_out else out.permute(0, 3, 4, 1, 2).contiguous()
 
 
-class _NativeStep(torch.autograd.Function):
-    """The whole step (any L) as one fused C kernel per direction: see gsa_space/native."""
-
-    @staticmethod
-    def forward(ctx, q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_out: bool) -> Tensor:
-        ctx.save_for_backward(q, v, rel)
-        ctx.axis, ctx.channels_last_out = axis, channels_last_out
-        return native.axial_forward(q, v, rel, axis, channels_last_out)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        q, v, rel = ctx.saved_tensors
-        grad_q, grad_v, grad_rel = native.axial_backward(q, v, rel, grad_out, ctx.axis, ctx.channels_last_out)
-        return grad_q, grad_v, grad_rel, None, None
-
-
-def _relative_channels_last(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
-    """`relative_attention_1d` on channels-last maps.
+def axial_step(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
+    """`spec.relative_attention_1d` on channels-last maps.
 
     Args:
-        q: (B, H, W, h, dk); v: (B, H, W, h, dv) (any strides).
+        q: (B, H, W, h, dk); v: (B, H, W, h, dv) (any strides); rel: (h, L, dk), L odd.
+        axis: "col" (offsets along H) or "row" (offsets along W).
         channels_last_out: return (B, H, W, h, dv) if True, else (B, h, dv, H, W); contiguous.
 
     A window shorter than the axis (L < S) takes the windowed path, whose cost is linear in L;
     otherwise the dense S x S logits (a banded matrix when 2 * S - 1 > L >= S). Without
     gradients (and when fvcore traces it) the dense step runs as plain ops, else as `_DenseStep`.
     """
-    if not torch.jit.is_tracing() and native.available(q, v, rel):
-        return _NativeStep.apply(q, v, rel, axis, channels_last_out)
     S = q.shape[1] if axis == "col" else q.shape[2]
     if rel.shape[1] < S:
         return _relative_windowed(q, v, rel, axis, channels_last_out=channels_last_out)
     h, dk = q.shape[-2:]
     emb = _absolute_embedding(rel, S).reshape(S * h, dk, S)            # (S*h, dk, S')
-    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (q, v, emb))
-    if grads and not torch.jit.is_tracing():
+    if _custom_backward(q, v, emb):
         return _DenseStep.apply(q, v, emb, axis, channels_last_out)
     return _dense(q, v, emb, axis, channels_last_out, None)

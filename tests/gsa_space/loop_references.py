@@ -1,10 +1,24 @@
-"""Slow loop references for the GSA math, written straight from DESIGN.md section 2, and the
-helpers that compare the fast code with them (imported by test_attention and test_native)."""
+"""Slow loop references for the GSA math, written straight from docs/gsa.md, and the helpers
+that compare the spec and the backends with them (imported by the tests of gsa_space.attention)."""
 
 import torch
 
-__all__ = ["assert_close", "assert_module_matches_reference", "grads", "make", "ref_content", "ref_module",
-           "ref_relative"]
+__all__ = ["CONTENT_CASES", "REL_CASES", "assert_close", "assert_module_matches_reference", "grads", "make",
+           "ref_content", "ref_module", "ref_relative"]
+
+REL_CASES = [  # (B, h, dk, dv, H, W, L)
+    (2, 1, 3, 2, 5, 4, 3),    # L smaller than both axes
+    (1, 8, 2, 2, 3, 4, 5),    # 8 heads
+    (2, 2, 4, 3, 4, 6, 11),   # L = 2 * max(H, W) - 1, non-square
+    (1, 2, 3, 2, 3, 5, 15),   # L larger than the map
+    (1, 1, 2, 3, 1, 6, 1),    # single offset, one-pixel axis
+    (2, 2, 3, 4, 5, 3, 5),    # dv >= W: the untransposed apply on the row axis
+    (2, 2, 3, 2, 7, 6, 3),    # windowed path (L < S) on both axes
+    (1, 3, 2, 5, 9, 6, 5),    # windowed on both axes, dv > L
+    (2, 2, 2, 3, 4, 8, 7),    # windowed on the row axis only (L >= H = 4)
+]
+
+CONTENT_CASES = [(2, 1, 3, 2, 4, 5), (1, 8, 2, 3, 3, 3), (2, 2, 4, 4, 1, 7)]  # (B, h, dk, dv, H, W)
 
 
 def ref_content(q, k, v, query_norm=False):

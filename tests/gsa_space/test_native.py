@@ -1,28 +1,33 @@
-"""The native CPU kernels (gsa_space.native): threads, in-place operand layouts, the fused
-module's BatchNorm bookkeeping, the vector exp, and the fallback when no compiler is found.
+"""The native backend's C kernels (gsa_space.attention.native): threads, in-place operand layouts,
+the fused module's BatchNorm bookkeeping, the vector exp, the buffer pool, and the build.
 
-Numerical agreement of every path with the loop references is in test_attention (run there on
-both implementations); these tests cover what only the native route has.
+Numerical agreement of every backend with the loop references is in test_attention and
+test_backends; these tests cover what only the native backend has. Each runs inside
+`attention_backend("native")`.
 """
 
 import os
+import platform
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
 
-from gsa_space.attention.native import kernels as native
-from gsa_space.attention import GlobalSelfAttention
+from gsa_space.attention import GlobalSelfAttention, attention_backend
+from gsa_space.attention.native import kernels as native, memory
+from gsa_space.attention.settings import SETTINGS
 from loop_references import assert_module_matches_reference, ref_module
 
 
 @pytest.fixture(autouse=True)
-def native_only(monkeypatch):
-    monkeypatch.delenv("GSA_NAS_NATIVE", raising=False)
+def native_only():
     if native.library() is None:
         if os.environ.get("CI"):
             pytest.fail("native kernels did not build under CI")
         pytest.skip("native kernels unavailable (no C compiler)")
+    with attention_backend("native"):
+        yield
 
 
 def seeded_module(seed, **kwargs):
@@ -95,7 +100,7 @@ def test_native_content_backward_with_few_images_splits_heads_and_adds():
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_native_batch_norm_bookkeeping_matches_torch_path(momentum, monkeypatch):
+def test_native_batch_norm_bookkeeping_matches_torch_path(momentum):
     mods = []
     for _ in range(2):
         m = seeded_module(9, heads=2, dim_key=3, max_size=5)
@@ -104,52 +109,51 @@ def test_native_batch_norm_bookkeeping_matches_torch_path(momentum, monkeypatch)
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
     for _ in range(3):
         mods[0](x)
-    monkeypatch.setenv("GSA_NAS_NATIVE", "0")
-    for _ in range(3):
-        mods[1](x)
+    with attention_backend("torch_ops"):
+        for _ in range(3):
+            mods[1](x)
     for name, buf in mods[0].norm.named_buffers():
         torch.testing.assert_close(buf, dict(mods[1].norm.named_buffers())[name], rtol=0, atol=1e-12)
     assert int(mods[0].norm.num_batches_tracked) == 3
 
 
-def test_native_build_failure_falls_back_with_a_warning(tmp_path, monkeypatch):
-    native._load.cache_clear()
-    monkeypatch.setenv("GSA_NAS_CACHE", str(tmp_path))
-    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+def test_native_build_failure_falls_back_with_a_warning(tmp_path):
+    failing = replace(SETTINGS, cache_dir=tmp_path, compiler="false")  # a compiler that always fails
     try:
         with pytest.warns(RuntimeWarning, match="building the native kernels failed"):
-            assert native.library() is None
-        assert not native.available(torch.zeros(1))
+            assert native.load(failing) is None
         assert list(tmp_path.iterdir()) == []  # no half-written library left behind
     finally:
-        native._load.cache_clear()
-        monkeypatch.delenv("CC")
-        monkeypatch.delenv("GSA_NAS_CACHE")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            assert native.library() is not None
-
-
-def test_native_library_is_built_once_per_source_and_cpu(tmp_path, monkeypatch):
-    native._load.cache_clear()
-    monkeypatch.setenv("GSA_NAS_CACHE", str(tmp_path))
-    try:
+        native.load.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert native.library() is not None
+
+
+def test_native_build_without_a_compiler_warns_and_gives_none(tmp_path):
+    try:
+        with pytest.warns(RuntimeWarning, match="no C compiler found"):
+            assert native.load(replace(SETTINGS, cache_dir=tmp_path, compiler=None)) is None
+    finally:
+        native.load.cache_clear()
+
+
+def test_native_library_is_built_once_per_source_and_cpu(tmp_path):
+    settings = replace(SETTINGS, cache_dir=tmp_path)
+    try:
+        assert native.load(settings) is not None
         (built,) = tmp_path.iterdir()
         stamp = built.stat().st_mtime_ns
-        native._load.cache_clear()
-        assert native.library() is not None and built.stat().st_mtime_ns == stamp
+        native.load.cache_clear()
+        assert native.load(settings) is not None and built.stat().st_mtime_ns == stamp
     finally:
-        native._load.cache_clear()
+        native.load.cache_clear()
 
 
-def test_retain_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatch):
-    monkeypatch.setenv("GSA_NAS_RETAIN_MEMORY", "0")
-    assert native.retain_freed_memory() is False
-    monkeypatch.delenv("GSA_NAS_RETAIN_MEMORY")
-    import platform
+def test_retain_freed_memory_takes_effect_on_glibc_and_can_be_refused():
+    assert memory.retain_freed_memory(replace(SETTINGS, retain_memory=False)) is False
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert native.retain_freed_memory() is True
+        assert memory.retain_freed_memory(replace(SETTINGS, retain_memory=True)) is True
 
 
 def test_native_wrappers_reject_arguments_outside_their_contract():
@@ -183,7 +187,7 @@ def test_native_module_empty_batch_and_nan_keys():
 
 
 @pytest.mark.parametrize("train", [True, False])
-def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train, monkeypatch):
+def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train):
     # the BatchNorm between the steps is folded into the kernels (statistics from the column step,
     # affine map and backward applied as the row/column steps load); eval mode uses running stats
     m = seeded_module(11, heads=2, dim_key=8, max_size=(5, 6))
@@ -196,12 +200,12 @@ def test_native_batch_norm_gradients_match_torch_path_in_both_modes(train, monke
     x = torch.randn(2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     seed = torch.randn(2, 16, 5, 6, dtype=torch.float64)
     results = []
-    for native_on in ("1", "0"):
-        monkeypatch.setenv("GSA_NAS_NATIVE", native_on)
+    for backend in ("native", "torch_ops"):
         params = [x] + list(m.parameters())
         for p in params:
             p.grad = None
-        (m(x) * seed).sum().backward()
+        with attention_backend(backend):
+            (m(x) * seed).sum().backward()
         results.append([p.grad.clone() for p in params])
     for fast, ref in zip(*results):
         torch.testing.assert_close(fast, ref, rtol=0, atol=1e-9)
@@ -223,16 +227,15 @@ def test_native_module_reads_every_input_layout(layout, out_channels, dim_key):
 
 
 def test_buffer_pool_reuses_only_released_buffers():
-    from gsa_space.attention.native import memory as buffer_pool
-    buffer_pool.clear()
-    a = buffer_pool.take((4, 5), torch.float32)
-    b = buffer_pool.take((4, 5), torch.float32)
+    memory.clear()
+    a = memory.take((4, 5), torch.float32)
+    b = memory.take((4, 5), torch.float32)
     assert a.data_ptr() != b.data_ptr()  # a is still alive
     ptr = a.data_ptr()
     del a
-    c = buffer_pool.take((2, 3), torch.float32)  # fits in the released buffer
+    c = memory.take((2, 3), torch.float32)  # fits in the released buffer
     assert c.data_ptr() == ptr and c.shape == (2, 3)
-    assert buffer_pool.take((4, 5), torch.float64).dtype == torch.float64
+    assert memory.take((4, 5), torch.float64).dtype == torch.float64
     # two forwards before their backwards: each keeps its own q|k|v map (saved for the backward)
     m = seeded_module(14, heads=2, dim_key=8, max_size=5)
     xs = [torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True) for _ in range(2)]
@@ -242,11 +245,11 @@ def test_buffer_pool_reuses_only_released_buffers():
     for x in xs:
         want = torch.autograd.grad(ref_module(m, x).sum(), x)[0]
         torch.testing.assert_close(x.grad, want, rtol=0, atol=1e-9)
-    buffer_pool.clear()
+    memory.clear()
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_native_wide_lines_match_torch_path(dtype, monkeypatch):
+def test_native_wide_lines_match_torch_path(dtype):
     # lines of 33 and 34 positions take the shared-load logits tiles (>= 4 vectors; their shifted
     # stores, column chunks and leftover rows); checked against the PyTorch-ops path, itself
     # checked against the loop references on small maps in test_attention
@@ -254,14 +257,14 @@ def test_native_wide_lines_match_torch_path(dtype, monkeypatch):
     x = torch.randn(2, 4, 33, 34, dtype=torch.float64)
     seed = torch.randn(2, 16, 33, 34, dtype=torch.float64)
     results = []
-    for native_on, run_dtype in (("1", dtype), ("0", torch.float64)):
-        monkeypatch.setenv("GSA_NAS_NATIVE", native_on)
+    for backend, run_dtype in (("native", dtype), ("torch_ops", torch.float64)):
         mod, inp = m.to(run_dtype), x.detach().to(run_dtype).requires_grad_(True)
         params = [inp] + list(mod.parameters())
         for p in params:
             p.grad = None
-        out = mod(inp)
-        (out * seed.to(run_dtype)).sum().backward()
+        with attention_backend(backend):
+            out = mod(inp)
+            (out * seed.to(run_dtype)).sum().backward()
         results.append([out.detach().double()] + [p.grad.double() for p in params])
     for fast, ref in zip(*results):
         if dtype == torch.float64:

@@ -4,10 +4,10 @@
  * Axial step:
  *
  * out[b, a, o, j, :] = sum_{a' in window(a)} (q[b, a, o, j, :] . rel[j, a' - a + c, :]) * v[b, a', o, j, :]
- * with c = (L - 1) / 2 and the window clipped to the map (DESIGN.md section 2). Tensors are
+ * with c = (L - 1) / 2 and the window clipped to the map (docs/gsa.md section 3). Tensors are
  * strided 5-d views (image, position along the step's axis, line, head, channel), so the
  * column and the row step are the same call. One task is one line of one head: its logits
- * (S x S) never leave the core's cache. Built and loaded by gsa_space/native/__init__.py.
+ * (S x S) never leave the core's cache. Built and loaded by gsa_space/attention/native/kernels.py.
  */
 #include <math.h>
 #include <stdint.h>

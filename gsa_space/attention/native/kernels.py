@@ -1,14 +1,15 @@
-"""Fused CPU kernels in C, compiled on first use with the machine's C compiler and called via ctypes.
+"""The fused C kernels of the native backend: built on first use with the machine's C compiler,
+called via ctypes.
 
 The axial relative step is a batch of thousands of tiny products per line and head, and the
 content branch a few small ones per image and head; in PyTorch ops both are bound by per-product
 dispatch and layout copies. `kernels.c` runs one line of one head (or one image, in blocks of
 positions) per task, reading the channels-last maps in place with the next operands prefetched,
-its intermediates in cache, on PyTorch's OpenMP threads.
-No compiler, a failed build, or GSA_NAS_NATIVE=0 means `library()` is None and callers take the
-PyTorch path, which gives the same numbers. The shared object is cached per source, flags and CPU
-under $GSA_NAS_CACHE (default ~/.cache/gsa-nas), built to a temporary name and renamed, so
-concurrent Ray workers are safe.
+its intermediates in cache, on PyTorch's OpenMP threads. Math: docs/gsa.md §2-§3.
+No compiler, a failed build, or GSA_NAS_NATIVE=0 (gsa_space.attention.settings) means `library()`
+is None and the "auto" backend choice takes torch_ops, which gives the same numbers. The shared
+object is cached per source, flags and CPU under SETTINGS.cache_dir, built to a temporary name and
+renamed, so concurrent Ray workers are safe.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import functools
 import hashlib
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 import warnings
@@ -27,23 +27,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "axial_backward", "axial_forward", "content_backward", "content_forward", "library",
-           "retain_freed_memory"]
+from gsa_space.attention.settings import SETTINGS, Settings
+
+__all__ = ["DTYPES", "axial_backward", "axial_forward", "check_axial", "check_content", "content_backward",
+           "content_forward", "library", "load"]
 
 _HERE = Path(__file__).parent
 _SOURCES = ("kernels.c", "vector_ops.h", "axial_step_body.h", "axial_line_math.h", "content_step_body.h")
 _FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno")
 # Tried in order: tuned for this CPU with OpenMP, then without tuning, then single-threaded.
 _LADDER = (("-march=native", "-fopenmp"), ("-fopenmp",), ())
-_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+DTYPES = {torch.float32: "f32", torch.float64: "f64"}  # the kernels' real types
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("GSA_NAS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gsa-nas")
-    return Path(root)
 
 
 def _cpu_flags() -> str:
@@ -77,8 +73,10 @@ def _build(compiler: str, target: Path) -> None:
 
 
 @functools.cache
-def _load() -> ctypes.CDLL | None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def load(settings: Settings) -> ctypes.CDLL | None:
+    """The kernels built (once per source, flags and CPU) and loaded per `settings`, or None with a
+    warning when there is no compiler or the build fails. Cached per settings."""
+    compiler = settings.compiler
     if compiler is None:
         warnings.warn("gsa_space: no C compiler found; the GSA module runs as PyTorch ops (slower).",
                       RuntimeWarning, stacklevel=3)
@@ -87,7 +85,7 @@ def _load() -> ctypes.CDLL | None:
     for name in _SOURCES:
         digest.update((_HERE / name).read_bytes())
     digest.update(repr((compiler, _FLAGS, _LADDER, platform.machine(), _cpu_flags())).encode())
-    target = _cache_dir() / f"kernels-{digest.hexdigest()[:16]}.so"
+    target = settings.cache_dir / f"kernels-{digest.hexdigest()[:16]}.so"
     try:
         if not target.exists():
             _build(compiler, target)
@@ -96,7 +94,7 @@ def _load() -> ctypes.CDLL | None:
         warnings.warn(f"gsa_space: building the native kernels failed ({err}); using PyTorch ops.",
                       RuntimeWarning, stacklevel=3)
         return None
-    for suffix in _DTYPES.values():
+    for suffix in DTYPES.values():
         getattr(lib, f"gsa_axial_forward_{suffix}").argtypes = [_PTR] * 6
         getattr(lib, f"gsa_axial_backward_{suffix}").argtypes = [_PTR] * 9
         getattr(lib, f"gsa_content_forward_{suffix}").argtypes = [_PTR] * 7
@@ -106,36 +104,7 @@ def _load() -> ctypes.CDLL | None:
 
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None (GSA_NAS_NATIVE=0, no compiler, failed build)."""
-    if os.environ.get("GSA_NAS_NATIVE", "1") == "0":
-        return None
-    return _load()
-
-
-def retain_freed_memory() -> bool:
-    """Keep freed large blocks in this process (glibc) instead of handing them back to the OS.
-
-    A GSA training step frees and reallocates tens of MB of activations and gradients; glibc
-    returns such blocks to the OS and the next step takes them back as fresh pages: measured 18.6k
-    page faults and 102 ms per step at 64 channels on 32x32 maps (batch 32), 1.7k and 84 ms with
-    this, the conv3x3 beside it unchanged. The cost: the process keeps its peak memory (up to 1 GiB
-    more), as PyTorch's CUDA caching allocator does on a GPU. `search.train_loop.Trainer` calls it
-    (so trials and bench_harness do), bench_attention only with --retain-memory;
-    GSA_NAS_RETAIN_MEMORY=0 opts out. Returns whether it took effect.
-    """
-    if os.environ.get("GSA_NAS_RETAIN_MEMORY", "1") == "0" or platform.system() != "Linux":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 256 << 20) and mallopt(m_trim_threshold, 1 << 30))
-
-
-def available(*tensors: Tensor) -> bool:
-    """Whether the native step can take these tensors: CPU, float32 or float64, kernels loaded."""
-    return (all(t.device.type == "cpu" and t.dtype in _DTYPES and t.dtype == tensors[0].dtype for t in tensors)
-            and library() is not None)
+    return load(SETTINGS) if SETTINGS.native else None
 
 
 def _line_strides(t: Tensor, axis: str) -> list[int]:
@@ -151,13 +120,17 @@ def _dims(q: Tensor, v: Tensor, rel: Tensor, axis: str, *flags: bool) -> list[in
 
 
 def _call(name: str, dtype: torch.dtype, ints: list[int], strides: list[int], *tensors: Tensor) -> None:
-    fn = getattr(library(), f"{name}_{_DTYPES[dtype]}")
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"gsa_space native {name}: the C kernels are not loaded (GSA_NAS_NATIVE=0, no C "
+                           "compiler, or a failed build); run the torch_ops attention backend instead")
+    fn = getattr(lib, f"{name}_{DTYPES[dtype]}")
     status = fn((_I64 * len(ints))(*ints), (_I64 * len(strides))(*strides), *(t.data_ptr() for t in tensors))
     if status != 0:
         raise MemoryError(f"gsa_space native {name}: out of memory for its scratch buffers")
 
 
-def _check_axial(q: Tensor, v: Tensor, rel: Tensor, axis: str) -> None:
+def check_axial(q: Tensor, v: Tensor, rel: Tensor, axis: str) -> None:
     """The kernels' contract: q (B, H, W, h, dk), v (B, H, W, h, dv), rel (h, L, dk) with L odd."""
     if axis not in ("col", "row") or q.dim() != 5 or v.dim() != 5 or rel.dim() != 3:
         raise ValueError(f"axial step: want axis col|row, q and v 5-d, rel 3-d; got {axis!r}, "
@@ -168,7 +141,7 @@ def _check_axial(q: Tensor, v: Tensor, rel: Tensor, axis: str) -> None:
         raise ValueError(f"axial step: rel length L must be odd and heads/channels >= 1; got rel {tuple(rel.shape)}")
 
 
-def _check_content(q: Tensor, k: Tensor, v: Tensor) -> None:
+def check_content(q: Tensor, k: Tensor, v: Tensor) -> None:
     """The kernels' contract: q, k (B, N, h, dk), v (B, N, h, dv), channels >= 1."""
     if q.dim() != 4 or k.shape != q.shape or v.dim() != 4 or v.shape[:3] != q.shape[:3] or min(q.shape[2:]) < 1 \
             or v.shape[3] < 1:
@@ -188,7 +161,7 @@ def axial_forward(q: Tensor, v: Tensor, rel: Tensor, axis: str, channels_last_ou
     Returns (B, H, W, h, dv) if `channels_last_out` else (B, h, dv, H, W), contiguous; or adds the
     step into `add_to` (that shape, any strides) and returns it.
     """
-    _check_axial(q, v, rel, axis)
+    check_axial(q, v, rel, axis)
     B, H, W, h, dk = q.shape
     dv = v.shape[-1]
     rel = rel.contiguous()
@@ -206,7 +179,7 @@ def axial_backward(q: Tensor, v: Tensor, rel: Tensor, grad: Tensor, axis: str, c
                    add_v: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of `axial_forward` for q, v and rel (h, L, dk). Into `grad_q` / `grad_v` (any
     strides; added to them when `add_q` / `add_v`) or new contiguous channels-last tensors."""
-    _check_axial(q, v, rel, axis)
+    check_axial(q, v, rel, axis)
     if (add_q and grad_q is None) or (add_v and grad_v is None):
         raise ValueError("axial backward: adding to a gradient needs its buffer (grad_q / grad_v)")
     rel = rel.contiguous()
@@ -226,7 +199,7 @@ def content_forward(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     """Per image and head `out[n] = (v^T keys) q[n]` with keys = softmax over the N positions of k.
     q, k: (B, N, h, dk); v: (B, N, h, dv), any strides. Returns out (B, h, dv, N), contiguous, and
     the summary the backward needs: (B, h, dv + 2, dk) = v^T keys, the keys' max, 1 / their sum."""
-    _check_content(q, k, v)
+    check_content(q, k, v)
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     out = q.new_empty(B, h, dv, N)
@@ -245,7 +218,7 @@ def content_backward(q: Tensor, k: Tensor, v: Tensor, grad: Tensor, summary: Ten
     """Gradients of `content_forward` for q, k (before the softmax) and v: (B, N, h, c).
     grad: (B, h, dv, N), any strides; summary: the forward's. Written into the tensors of `into`
     (any strides) or new contiguous ones; the q and v gradients are added to where `add` says."""
-    _check_content(q, k, v)
+    check_content(q, k, v)
     B, N, h, dk = q.shape
     dv = v.shape[-1]
     if summary.shape != (B, h, dv + 2, dk):
