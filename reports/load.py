@@ -6,7 +6,6 @@ directory raises `ReportError` with one line that names the path, what is missin
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import yaml
 
 from reports import columns as C
 from reports.run_dir import (CURVES_CSV, ENV_JSON, RESULTS_CSV, RUN_JSON, STUDY_YAML, DataRef, RunRecord,
-                             read_run_record, results_columns)
+                             read_json, read_run_record, results_columns)
 
 
 class ReportError(ValueError):
@@ -79,16 +78,6 @@ class RunInfo:
         return DataRef(name=str(data.get("name")), root=data.get("root")) if isinstance(data, Mapping) else None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path}: unreadable JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object, but got {type(data).__name__}")
-    return data
-
-
 def _check_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such run directory")
@@ -109,7 +98,10 @@ def load_run_info(run_dir: str | Path) -> RunInfo:
         run = read_run_record(run_dir)
     except ValueError as err:
         raise ReportError(str(err)) from None
-    env = _read_json(run_dir / ENV_JSON) if (run_dir / ENV_JSON).is_file() else {}
+    try:
+        env = read_json(run_dir / ENV_JSON) if (run_dir / ENV_JSON).is_file() else {}
+    except ValueError as err:
+        raise ReportError(str(err)) from None
     study: dict[str, Any] = {}
     if (run_dir / STUDY_YAML).is_file():
         try:

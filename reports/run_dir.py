@@ -196,15 +196,21 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
     write_atomic(Path(run_dir) / RUN_JSON, json.dumps(record.to_json(), indent=2, default=str) + "\n")
 
 
-def read_run_record(run_dir: Path) -> RunRecord:
-    """run.json of `run_dir` (ValueError naming the file when it is unreadable or wrong)."""
-    path = Path(run_dir) / RUN_JSON
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path` (run.json, env.json); ValueError naming the file otherwise."""
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: unreadable JSON ({err})") from err
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a JSON object, but got {type(doc).__name__}")
+    return doc
+
+
+def read_run_record(run_dir: Path) -> RunRecord:
+    """run.json of `run_dir` (ValueError naming the file when it is unreadable or wrong)."""
+    path = Path(run_dir) / RUN_JSON
+    doc = read_json(path)
     doc.setdefault("name", Path(run_dir).name)  # a run is named after its directory
     try:
         return RunRecord.from_json(doc)

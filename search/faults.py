@@ -31,7 +31,8 @@ _OOM_REQUEST = 8 << 30     # what it then asks for
 
 @dataclass(frozen=True)
 class Fault:
-    """Fire `kind` when trial `trial` starts epoch `epoch`, at most `times` times (None: always)."""
+    """Fire `kind` when trial `trial` starts epoch `epoch`, at most `times` times
+    (None: every time it starts that epoch again, e.g. after each retry)."""
 
     trial: str
     epoch: int

@@ -67,6 +67,10 @@ def connect(url: str) -> None:
                                        f"a copy, or start a new run with --name")
     except SQLAlchemyError as err:
         first = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and Path(database).is_file():
+            raise StorageError(f"{database}: the SQLite file is damaged ({first}); the run's Optuna ledger "
+                               f"cannot be read — restore it from a copy, or start a new run with --name") from None
         raise StorageError(f"--storage {_redacted(url)}: cannot open the database ({first}); check the "
                            f"URL, the server and its password") from None
     finally:

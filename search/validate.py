@@ -107,6 +107,18 @@ def _table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
     return lines
 
 
+OVER_BUDGET_LIMIT = 0.9  # validate fails when at least this share of sampled points is over budget
+
+
+def check_feasible(study: Study, info: dict[str, Any]) -> None:
+    """Refuse a search whose budget rules out nearly every point (ValueError, one line)."""
+    if info["samples"] and info["over_budget"] >= OVER_BUDGET_LIMIT * info["samples"]:
+        limits = ", ".join(f"{k} {v:g}" for k, v in study.search.constraints)
+        raise ValueError(f"{study.source}: constraints: {info['over_budget']} of {info['samples']} sampled points are "
+                         f"over budget ({limits}); at least {OVER_BUDGET_LIMIT:.0%} is too many to search: relax "
+                         f"the constraints or shrink the space")
+
+
 def validation_summary(study: Study, *, samples: int = SPACE_SAMPLES) -> str:
     """The text `gsa-nas validate` prints: resolved YAML, the plan, and the compute of the networks.
 
@@ -132,4 +144,7 @@ def validation_summary(study: Study, *, samples: int = SPACE_SAMPLES) -> str:
         limits = ", ".join(f"{k} {v:g}" for k, v in study.search.constraints) or "none"
         lines.append(f"  constraints ({limits}): {info['over_budget']} of {info['samples']} samples over budget, "
                      f"{info['invalid']} impossible networks")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if study.kind == "search":
+        check_feasible(study, info)
+    return text

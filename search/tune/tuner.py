@@ -85,7 +85,9 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
         return SessionOutcome(0, 0, False)
     apply_ray_env()
     start_ray(address)
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # A failing trial's traceback is in its Tune folder (error.txt) and its reason in the results;
+    # Tune's own ERROR lines would print it again on the user's terminal.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     logging.getLogger("ray.train").setLevel(logging.ERROR)
     data_ref = put_data(data)
     searcher = GsaSearcher(study, ledger, to_launch=to_launch, measure=measure, tally=tally)

@@ -96,9 +96,23 @@ def test_space_summary_counts_samples_over_budget(tmp_path: Path, limit: float, 
 
 
 def test_validation_summary_search_reports_budget_line(tmp_path: Path) -> None:
-    text = validation_summary(_grid(tmp_path, 1e-9), samples=3)
-    assert "constraints (max_gmacs 1e-09): 3 of 3 samples over budget, 0 impossible networks" in text
+    text = validation_summary(_grid(tmp_path, 1.0), samples=3)
+    assert "constraints (max_gmacs 1): 0 of 3 samples over budget, 0 impossible networks" in text
     assert "study 'tiny_grid' (search) is valid" in text
+
+
+def test_validation_summary_refuses_a_space_nearly_all_over_budget(tmp_path: Path) -> None:
+    study = _grid(tmp_path, 1e-9)
+    with pytest.raises(ValueError) as err:
+        validation_summary(study, samples=10)
+    assert str(err.value) == (f"{study.source}: constraints: 10 of 10 sampled points are over budget (max_gmacs "
+                              f"1e-09); at least 90% is too many to search: relax the constraints or shrink the space")
+
+
+def test_validate_cli_over_budget_space_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = _cli("validate", str(_grid(tmp_path, 1e-9).source))
+    assert (proc.returncode, proc.stdout, proc.stderr.count("\n")) == (2, "", 1)
+    assert "sampled points are over budget (max_gmacs 1e-09)" in proc.stderr
 
 
 def test_validate_cli_missing_path_says_no_such_study_file() -> None:
