@@ -26,6 +26,7 @@ from search.results import RESOLVED_KEYS, records_summary, space_fields, write_r
 from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
 from search.tune.ledger import Ledger, open_study
 from search.output import say
+from search.resources import check_placeable
 from search.run_lock import RunLock
 from search.storage import check_sqlite_file, check_url, connect
 from search.study.readers import Where, name as name_rule
@@ -265,13 +266,14 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
             connect(record.storage)
         ledger = open_ledger(st, record) if resume else None
         needs_ray = ledger is None or _needs_session(st, ledger, retry_failed=retry_failed)
-        from search.tune import start_ray, stop_ray  # Ray is imported only for a run
+        from search.tune import cluster_resources, start_ray, stop_ray  # Ray is imported only for a run
 
         stop = _Stop()
         previous = signal.getsignal(signal.SIGTERM)
         try:
             if needs_ray:
                 start_ray(address)
+                check_placeable(st, cluster_resources(address))
             _handle_sigterm(stop)
             return _run(st, run_dir, record, ledger, address=address, resume=bool(resume), report=report,
                         retry_failed=retry_failed, stop=stop)

@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 from gsa_space.describe import format_macs
+from search.resources import check_placeable, local_hardware
 from search.study import DATASET_SHAPES, Study, planned_trials, resolve_trial, study_to_yaml
 
 __all__ = ["validation_summary", "plan_line", "variant_rows", "space_summary"]
@@ -144,7 +145,11 @@ def validation_summary(study: Study, *, samples: int = SPACE_SAMPLES) -> str:
         limits = ", ".join(f"{k} {v:g}" for k, v in study.search.constraints) or "none"
         lines.append(f"  constraints ({limits}): {info['over_budget']} of {info['samples']} samples over budget, "
                      f"{info['invalid']} impossible networks")
+    hardware = local_hardware()
+    lines.append(f"resources per trial: {study.resources.cpu:g} CPU, {study.resources.gpu:g} GPU; "
+                 f"{hardware.where} has {hardware.cpu:g} CPUs, {hardware.gpu:g} GPUs (checked without Ray)")
     text = "\n".join(lines)
+    check_placeable(study, hardware)
     if study.kind == "search":
         check_feasible(study, info)
     return text

@@ -48,17 +48,19 @@ def fmt_seconds(seconds: float) -> str:
     return f"{s}s"
 
 
-def progress_line(name: str, tally: Tally, running: int, now: float | None = None, starting: int = 0) -> str:
+def progress_line(name: str, tally: Tally, running: int, now: float | None = None, starting: int = 0,
+                  waiting: int = 0) -> str:
     """The one-line summary; ETA assumes the remaining trials take as long as the finished ones.
 
-    `starting`: launched trials whose worker is still being set up (Tune's PENDING).
+    `starting`: launched trials whose worker is still being set up (Tune's PENDING);
+    `waiting`: PENDING trials beyond what the cluster can place now (waiting for resources).
     """
     elapsed = (time.monotonic() if now is None else now) - tally.started
     c = tally.counts
     best = "-" if tally.best_val_acc is None else f"{tally.best_val_acc:.3f}"
     left = max(0, tally.planned - tally.done)
     eta = "?"
-    active = f", {starting} starting" if starting else ""
+    active = (f", {starting} starting" if starting else "") + (f", {waiting} waiting for resources" if waiting else "")
     if tally.done:
         eta = fmt_seconds(elapsed / tally.done * left) if left else "0s"
     return (
@@ -82,8 +84,9 @@ def count_live(trials: list, ending: Any = None) -> tuple[int, int]:
 class ProgressLine(Callback):
     """Prints `progress_line` at most every `every_s` seconds, and at every trial end."""
 
-    def __init__(self, name: str, tally: Tally, *, every_s: float = 5.0, stream: TextIO | None = None) -> None:
-        self._name, self._tally, self._every = name, tally, every_s
+    def __init__(self, name: str, tally: Tally, *, every_s: float = 5.0, stream: TextIO | None = None,
+                 capacity: int | None = None) -> None:
+        self._name, self._tally, self._every, self._capacity = name, tally, every_s, capacity
         self._stream = stream  # None: sys.stdout at print time (Tune pickles callbacks)
         self._last = 0.0
 
@@ -92,8 +95,10 @@ class ProgressLine(Callback):
         if not force and now - self._last < self._every:
             return
         self._last = now
-        running, starting = count_live(trials, ending)
-        print(progress_line(self._name, self._tally, running, now, starting),
+        running, pending = count_live(trials, ending)
+        room = pending if self._capacity is None else max(0, self._capacity - running)
+        starting, waiting = min(pending, room), max(0, pending - room)
+        print(progress_line(self._name, self._tally, running, now, starting, waiting),
               file=self._stream or sys.stdout, flush=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

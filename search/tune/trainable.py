@@ -23,10 +23,19 @@ if TYPE_CHECKING:
 
 
 def trial_device(gpu: float) -> str:
-    """`cuda` when the trial holds (part of) a GPU and CUDA is there, else `cpu`."""
+    """`cuda` when the trial holds (part of) a GPU, `cpu` when it holds none.
+
+    A trial that was given a GPU on a worker without CUDA fails with that reason: training it
+    on the CPU instead would be silently slow and unlike the study's other trials.
+    """
     import torch
 
-    return "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
+    if gpu <= 0:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"resources.gpu={gpu:g}, but this worker has no CUDA device torch can use "
+                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'})")
+    return "cuda"
 
 
 class GsaTrainable(tune.Trainable):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 import ray
 from ray import tune
 
+from search.resources import Available, capacity
 from search.study import Study, TrialSpec
 from search.tune.ledger import Ledger
 from search.tune.progress import ProgressLine, Tally
@@ -66,6 +67,18 @@ def start_ray(address: str | None) -> None:
         notice.setLevel(level)
 
 
+def cluster_resources(address: str | None) -> Available:
+    """CPUs and GPUs of the Ray cluster this process has started or joined.
+
+    A trial lands on one node, but Ray reports the sum over nodes; the largest node is what
+    bounds one trial, so that is what is returned.
+    """
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    best = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={})
+    where = f"the largest node of the Ray cluster at {address}" if address else "this machine's Ray"
+    return Available(cpu=float(best.get("CPU", 0.0)), gpu=float(best.get("GPU", 0.0)), where=where)
+
+
 def put_data(data: Any) -> Any:
     """The one `ray.put` of the data set in a run; trials receive the reference."""
     return ray.put(data)
@@ -110,7 +123,8 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
             name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0, checkpoint_at_end=False),
-            callbacks=[ProgressLine(study.name, tally, every_s=progress_every_s)],
+            callbacks=[ProgressLine(study.name, tally, every_s=progress_every_s,
+                                    capacity=min(study.max_concurrent, capacity(study, cluster_resources(address))))],
         ),
     )
     tuner.fit()

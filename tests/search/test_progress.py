@@ -41,3 +41,10 @@ def test_progress_line_counts_pending_trials_as_starting():
     pending = [SimpleNamespace(status="PENDING"), SimpleNamespace(status="PENDING")]
     ProgressLine("demo", Tally(planned=2), stream=stream, every_s=0.0).on_step_end(1, pending)
     assert "| 0 running, 2 starting |" in stream.getvalue()
+
+
+def test_progress_line_pending_beyond_capacity_waits_for_resources():
+    stream = io.StringIO()
+    trials = [SimpleNamespace(status="RUNNING")] + [SimpleNamespace(status="PENDING") for _ in range(3)]
+    ProgressLine("demo", Tally(planned=4), stream=stream, every_s=0.0, capacity=2).on_step_end(1, trials)
+    assert "| 1 running, 1 starting, 2 waiting for resources |" in stream.getvalue()
