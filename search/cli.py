@@ -21,20 +21,32 @@ SET_HELP = ("override a study key, repeatable; values are YAML: train.epochs=5, 
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, object]:
-    """`key=value` pairs; values are YAML scalars/lists (`3`, `1e-4`, `true`, `[2, 3]`)."""
+    """`key=value` pairs; values are YAML scalars/lists (`3`, `1e-4`, `true`, `[2, 3]`).
+
+    A malformed item is a one-line ValueError that shows the item (escaped where it holds
+    line breaks or control characters).
+    """
     import yaml
 
     out: dict[str, object] = {}
     for item in items:
+        shown = item if item.isprintable() else repr(item)
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, but got {item!r}")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
             problem = " ".join(str(getattr(err, "problem", None) or err).split())
-            raise ValueError(f"--set {item}: the value is not valid YAML ({problem}); quote lists and "
+            raise ValueError(f"--set {shown}: the value is not valid YAML ({problem}); quote lists and "
                              f"mappings, e.g. --set \"seeds=[0, 1]\"") from None
+        except RecursionError:
+            raise ValueError(f"--set {shown}: the value is nested too deeply to read; a study value needs a few "
+                             f"levels") from None
+        except Exception as err:  # PyYAML's constructors on `2020-13-45`, `!!int x`, `!!bool y`, `!!timestamp z`
+            detail = " ".join((repr(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)).split())
+            raise ValueError(f"--set {shown}: the value is YAML that cannot be built ({err.__class__.__name__}: "
+                             f"{detail}); fix it, or quote it to pass it as text") from None
     return out
 
 

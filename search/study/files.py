@@ -9,10 +9,20 @@ from typing import Any
 
 import yaml
 
-from search.study.readers import Where
+from search.study.readers import Where, plain_tree
 from search.study.schema import StudyError
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
+
+
+def yaml_value_problem(err: Exception) -> str:
+    """One line for what else PyYAML's safe constructors raise on a scalar they cannot build:
+    `2020-13-45`, `!!int ten` (ValueError), `!!bool maybe` (KeyError), `!!timestamp x` (AttributeError).
+
+    Example: `a value YAML cannot build (ValueError: month must be in 1..12)`.
+    """
+    detail = " ".join((repr(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)).split())
+    return f"a value YAML cannot build ({err.__class__.__name__}: {detail})"
 
 
 def _looks_like_path(text: str) -> bool:
@@ -52,7 +62,8 @@ def find_study_file(path_or_name: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """safe_load the file; a syntax error becomes one line with its position."""
+    """safe_load the file; a syntax error (with its position), a value YAML cannot build, nesting too
+    deep, or an alias inside its own anchor becomes one line."""
     where = Where(str(path))
     try:
         text = path.read_text(encoding="utf-8")
@@ -65,6 +76,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(err, "problem", None) or err).split())
         raise where.error("", f"unreadable YAML{at}: {problem}; fix the syntax (YAML is read with safe_load)") from None
+    except RecursionError:
+        raise where.error("", "unreadable YAML: nested too deeply to read; a study needs a few levels") from None
+    except Exception as err:  # a constructor failing on a value (see yaml_value_problem)
+        raise where.error("", f"unreadable YAML: {yaml_value_problem(err)}; fix the value (YAML is read with "
+                              f"safe_load)") from None
     if not isinstance(doc, dict):
         raise where.error("", f"the document must be a mapping of study keys, but it is {type(doc).__name__}")
+    plain_tree(where, "", doc)
     return doc

@@ -7,13 +7,14 @@ value is blamed on the command line rather than on the study file.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import yaml
 
 from gsa_space.config import GSA_FIELDS, parse_network_key
 from search.study.keys import TRAIN, document_path, network_path
-from search.study.readers import Where, join
+from search.study.readers import Where, join, plain_tree
 
 __all__ = ["set_text", "command_line_sets", "apply_sets"]
 
@@ -21,16 +22,30 @@ __all__ = ["set_text", "command_line_sets", "apply_sets"]
 _SECTION_HINTS = dict.fromkeys(GSA_FIELDS, "gsa")
 
 
+def _flow(value: Any, *, quoted: bool = False) -> str:
+    """`value` as one line of flow-style YAML (every scalar double-quoted, escapes and all, if `quoted`)."""
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=math.inf, allow_unicode=True,
+                              default_style='"' if quoted else None)
+    except (yaml.YAMLError, RecursionError):  # nested too deeply to write; apply_sets says so
+        return "..."
+    return text.strip().removesuffix("...").strip()
+
+
 def set_text(key: str, value: Any) -> str:
-    """`KEY=VALUE` as the user most likely typed it (YAML flow style; strings bare)."""
+    """`KEY=VALUE` as the user most likely typed it (YAML flow style on one line; strings bare).
+
+    Text with line breaks or control characters is shown double-quoted, with escapes.
+    """
     if value is None:
         shown = ""
     elif isinstance(value, str):
-        shown = value
+        shown = value if value.isprintable() else _flow(value, quoted=True)
     else:
-        shown = yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
-        shown = shown.removesuffix("...").strip()
-    return f"{key}={shown}"
+        shown = _flow(value)
+        if not shown.isprintable():
+            shown = _flow(value, quoted=True)
+    return f"{key if key.isprintable() else repr(key)}={shown}"
 
 
 def command_line_sets(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
@@ -61,8 +76,8 @@ def _check_network_field(where: Where, path: str) -> None:
         return
     try:
         parse_network_key(key)
-    except KeyError as err:
-        message = str(err.args[0]).replace(f" in {key!r}", "")
+    except (KeyError, ValueError) as err:  # ValueError: a stage "number" like `stages.².heads`
+        message = str(err.args[0] if err.args else err).replace(f" in {key!r}", "")
         raise where.error(path, message) from None
 
 
@@ -75,6 +90,7 @@ def apply_sets(where: Where, doc: dict[str, Any], overrides: Mapping[str, Any], 
     """
     ordered = sorted(overrides.items(), key=lambda kv: kv[0] not in ("sampler.name", "pruner.name"))
     for key, value in ordered:
+        plain_tree(where, str(key), value)
         if top_keys:
             _check_top_level(where, str(key), top_keys, train_keys)
         _check_network_field(where, str(key))

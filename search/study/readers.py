@@ -48,19 +48,57 @@ class Where:
         text = self.origin(lookup, below=set_key is not None) if lookup else None
         where = f"{self.file}: {path}: " if path else f"{self.file}: "
         if text is None:
-            return StudyError(where + message)
+            return StudyError(one_line(where + message))
         hint = _list_hint(text, message)
         body = message.rstrip(".") if hint else message
-        return StudyError(f"--set {text} on {where}{body}{hint}")
+        return StudyError(one_line(f"--set {text} on {where}{body}{hint}"))
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (`\\n`), so an error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _list_hint(text: str, message: str) -> str:
-    """`--set seeds=0,1` is the text '0,1': show how a list is written on the command line."""
+    """`--set seeds=0,1` is the text '0,1': show how a list is written on the command line (not for flow
+    YAML: a list, a mapping, an anchored or a tagged value)."""
     key, _, raw = text.partition("=")
-    if "," not in raw or raw.lstrip().startswith(("[", "{")) or "--set" in message:
+    if "," not in raw or raw.lstrip().startswith(("[", "{", "&", "!")) or "--set" in message:
         return ""
     items = ", ".join(part.strip() for part in raw.split(","))
     return f'; write a list on the command line as --set "{key}=[{items}]"'
+
+
+MAX_DEPTH = 32  # a study nests 4 levels (space.K.when.K); deeper is junk, and would exhaust the stack
+MAX_VALUES = 100_000  # YAML aliases can expand a small file into billions of values ("billion laughs")
+
+
+def plain_tree(where: Where, path: str, value: Any) -> None:
+    """A value as YAML gave it, checked to be a finite tree: no alias inside its own anchor
+    (`&a [*a]`), at most MAX_DEPTH levels, at most MAX_VALUES values with aliases expanded.
+    """
+    count = 0
+    stack: list[tuple[str, Any, tuple[int, ...]]] = [(path, value, ())]
+    while stack:
+        here, v, above = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise where.error(path, f"holds more than {MAX_VALUES} values once YAML aliases are expanded; "
+                                    f"a study needs far fewer (write values out instead of nesting aliases)")
+        if not isinstance(v, (dict, list)):
+            continue
+        if id(v) in above:
+            raise where.error(here, "contains itself (a YAML alias inside its own anchor, like &a [*a]); "
+                                    "write the value out")
+        if len(above) >= MAX_DEPTH:
+            raise where.error(here, f"is nested more than {MAX_DEPTH} levels deep; a study needs a few levels")
+        inner = (*above, id(v))
+        items = v.items() if isinstance(v, dict) else ((f"[{i}]", x) for i, x in enumerate(v))
+        for k, x in items:
+            sub = f"{here}{k}" if isinstance(v, list) else join(here, str(k))
+            stack.append((sub, x, inner))
 
 
 def join(path: str, key: str) -> str:
@@ -86,6 +124,8 @@ def known_keys(where: Where, path: str, value: Mapping[str, Any], allowed: Itera
     for key in value:
         if key in allowed:
             continue
+        if not isinstance(key, str):  # YAML reads `1:`, `null:`, `2020-01-01:` as int, None, date keys
+            raise where.error(path, f"key {key!r} must be a string; quote it")
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         place = "at top level" if not path else f"in {path}"
@@ -122,7 +162,10 @@ def number(where: Where, path: str, value: Any, *, minimum: float | None = None,
             raise where.error(path, f"{value!r} must be a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise where.error(path, f"{value!r} must be a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond any float, like 10**400
+        raise where.error(path, f"{value!r} must be a finite number") from None
     if not math.isfinite(value):
         raise where.error(path, f"{value!r} must be a finite number")
     if positive and value <= 0:

@@ -17,7 +17,7 @@ from search.study.resolve import build_net, grid_size, split_overrides
 from search.study.schema import OPTUNA_PRUNERS, Study
 from search.study.sections import train_value
 
-NET_ERRORS = (ValueError, KeyError, TypeError)
+NET_ERRORS = (ValueError, KeyError, TypeError, ArithmeticError)  # ArithmeticError: width_mult .inf
 
 
 def _message(err: Exception) -> str:

@@ -71,10 +71,13 @@ def parse_dimension(where: Where, path: str, key: str, raw: Any) -> Dimension:
             raise where.error(bpath, f"{bounds!r} must have low < high")
         if log and low <= 0:
             raise where.error(bpath, f"{bounds!r} must be positive for log: true")
-        if log and (step not in (None, 1)):
+        if log and step is not None and not (kind == "int" and step == 1):  # a float range has no step 1 either
             raise where.error(join(path, "step"), f"{step!r} cannot be combined with log: true (Optuna's rule)")
-        domain = (IntRange(low, high, step=step, log=log) if kind == "int"
-                  else FloatRange(low, high, step=step, log=log))
+        try:
+            domain = (IntRange(low, high, step=step, log=log) if kind == "int"
+                      else FloatRange(low, high, step=step, log=log))
+        except ValueError as err:
+            raise where.error(path, f"{raw!r}: {err}") from None
     try:
         return Dimension(key, domain, {k: frozen(v) for k, v in when.items()})
     except ValueError as err:

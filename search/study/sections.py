@@ -39,7 +39,11 @@ def parse_data(where: Where, raw: Any) -> DataConfig:
     else:
         root = chk.string(where, "data.root", chk.required(
             where, "data", d, "root", f"{name} is read from a local copy of the python archive; set data.root"))
-        expanded = os.path.abspath(os.path.expanduser(root))
+        try:
+            expanded = os.path.abspath(os.path.expanduser(root))
+        except ValueError as err:  # an embedded NUL, which expanduser's user lookup refuses
+            raise where.error("data.root", f"{root!r} is not a usable path ({err}); point data.root at the "
+                                           f"{name} python-pickle archive") from None
         if not os.path.isdir(expanded):
             raise where.error("data.root", f"{root!r} (= {expanded}) is not an existing directory; "
                                            f"put the {name} python-pickle archive there or point data.root at it")
