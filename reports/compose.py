@@ -19,6 +19,7 @@ from reports import formatting as fmt
 from reports import tables as T
 from reports.ledger import compute_ledger, ledger_table
 from reports.render import Document, FigureRef, Section
+from reports.stats import MIN_BCA_SAMPLES, NO_INTERVAL
 
 LEADERBOARD_ROWS = 20
 MAX_EDF_FACTORS = 8
@@ -113,16 +114,15 @@ def _summary(study: Study, trials: pd.DataFrame, ablation: pd.DataFrame | None) 
 
 
 def _delta_bullet(row: pd.Series, baseline: str | None, metric: str, n_seeds: int) -> str:
-    """One variant's delta against the baseline; with fewer than MIN_SEEDS seeds on either side
-    the line says the interval is unreliable instead of whether it excludes 0."""
-    test = "paired" if row[C.PAIRED] else "unpaired"
+    """One variant's delta against the baseline, with its 95% interval and whether it excludes 0;
+    with one seed on a side there is no interval, and the line says so."""
+    if row[C.CI_METHOD] == NO_INTERVAL:
+        return (f"{row[C.VARIANT]}: {fmt.pp(row[C.DELTA])} {metric} against {baseline}; with one seed on a side "
+                "there is no interval: not evidence either way.")
     interval = fmt.ci(row[C.DELTA_LO], row[C.DELTA_HI])
-    if n_seeds < C.MIN_SEEDS:
-        tail = f", {test} (n={n_seeds} seeds: too few for a reliable interval)"
-    else:
-        where = "excludes" if row[C.DELTA_LO] > 0 or row[C.DELTA_HI] < 0 else "includes"
-        tail = f" ({test}; the interval {where} 0)"
-    return f"{row[C.VARIANT]}: {fmt.pp(row[C.DELTA])} {metric} against {baseline}, 95% CI {interval}{tail}."
+    where = "excludes" if row[C.DELTA_LO] > 0 or row[C.DELTA_HI] < 0 else "includes"
+    return (f"{row[C.VARIANT]}: {fmt.pp(row[C.DELTA])} {metric} against {baseline}, 95% CI {interval} "
+            f"({row[C.CI_METHOD]}, n={n_seeds} seeds; the interval {where} 0).")
 
 
 def _mean_std(table: pd.DataFrame, col: str) -> list[str]:
@@ -142,16 +142,15 @@ def _ablation_section(study: Study, table: pd.DataFrame) -> Section:
                         for v, d in zip(table[C.VARIANT], table[C.DELTA])],
         "95% CI": ["—" if v == study.baseline else fmt.ci(lo, hi)
                    for v, lo, hi in zip(table[C.VARIANT], table[C.DELTA_LO], table[C.DELTA_HI])],
-        "test": ["—" if v == study.baseline else ("paired" if p else "unpaired")
-                 for v, p in zip(table[C.VARIANT], table[C.PAIRED])],
+        "interval": ["—" if v == study.baseline else m or "—" for v, m in zip(table[C.VARIANT], table[C.CI_METHOD])],
         "note": [f"< {C.MIN_SEEDS} seeds" if f else "" for f in table[C.FEW_SEEDS]],
     })
     text = (f"Mean ± sample std over seeds of complete trials; Δ is the change in {metric} against "
-            f"{study.baseline}, with a percentile bootstrap 95% CI (paired over seeds when both ran "
-            f"the same seeds).")
+            f"{study.baseline}, with a 95% CI: a paired t-interval when both ran the same seeds, Welch's "
+            f"t-interval otherwise (a BCa bootstrap only from {MIN_BCA_SAMPLES} seeds on); none from one seed.")
     return Section("Ablation", paragraphs=(text,), table=shown,
                    figures=(FigureRef("ablation_bars", f"Δ {metric} per variant against {study.baseline}, "
-                                                       "with 95% bootstrap CI whiskers."),))
+                                                       "with 95% CI whiskers."),))
 
 
 def _search_sections(study: Study, trials: pd.DataFrame, importance: pd.DataFrame | None) -> list[Section]:

@@ -228,7 +228,7 @@ def ablation_bars(table: pd.DataFrame, *, baseline: str | None, metric: str = C.
     ax.set_yticks(y, labels)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(f"Δ {metric} vs {baseline} (percentage points)")
-    ax.set_title(f"Δ {metric} vs {baseline}, 95% bootstrap CI", fontsize=11)
+    ax.set_title(f"Δ {metric} vs {baseline}, 95% CI", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(handles=[Patch(facecolor="white", edgecolor="black", label="better"),
                        Patch(facecolor="white", edgecolor="black", hatch="//", label="worse"),

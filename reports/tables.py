@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from reports import columns as C
-from reports.stats import DEFAULT_RESAMPLES, delta_ci
+from reports.stats import DEFAULT_RESAMPLES, DeltaCI, delta_ci
 
 MODES = ("max", "min")
 UNSET = "(unset)"  # EDF label for a conditional factor that a trial did not use
@@ -40,11 +40,13 @@ def ablation_table(
     resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
 ) -> pd.DataFrame:
     """Per variant: seeds, params, gmacs, val/test accuracy mean and std, and the delta of
-    `metric` to `baseline` with a bootstrap 95% CI (paired over seeds when the seed sets match).
+    `metric` to `baseline` with a 95% CI (`reports.stats.delta_ci`: a paired t-interval when the
+    seed sets match, Welch's otherwise; NaN bounds when a side has one seed).
 
     Columns: variant, n_seeds, params, gmacs, val_acc_mean, val_acc_std, test_acc_mean,
-    test_acc_std, [metric_mean, metric_std,] delta, delta_ci_lo, delta_ci_hi, paired, few_seeds.
-    The baseline's row comes first; its delta is 0. Std is the sample std (NaN for one seed).
+    test_acc_std, [metric_mean, metric_std,] delta, delta_ci_lo, delta_ci_hi, paired, ci_method,
+    few_seeds. The baseline's row comes first; its delta is 0 and its ci_method "". Std is the
+    sample std (NaN for one seed).
     """
     _require(trials, C.VARIANT, C.SEED, C.STATE, metric)
     variants = list(dict.fromkeys(trials[C.VARIANT]))
@@ -70,10 +72,13 @@ def ablation_table(
         base_ok = {s: v for s, v in base_values.items() if not np.isnan(v)}
         if values and base_ok:
             ci = delta_ci(values, base_ok, resamples=resamples, seed=seed)
-            row.update({C.DELTA: ci.delta, C.DELTA_LO: ci.lo, C.DELTA_HI: ci.hi, C.PAIRED: ci.paired})
+            if variant == baseline:  # against itself: exactly 0, not an interval
+                ci = DeltaCI(0.0, 0.0, 0.0, True, "", ci.n)
+            row.update({C.DELTA: ci.delta, C.DELTA_LO: ci.lo, C.DELTA_HI: ci.hi, C.PAIRED: ci.paired,
+                        C.CI_METHOD: ci.method})
         else:
             row.update({C.DELTA: float("nan"), C.DELTA_LO: float("nan"), C.DELTA_HI: float("nan"),
-                        C.PAIRED: False})
+                        C.PAIRED: False, C.CI_METHOD: ""})
         row[C.FEW_SEEDS] = row[C.N_SEEDS] < C.MIN_SEEDS
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -154,7 +154,7 @@ def test_ablation_bars_title_fits_in_figure(ablation_run):
     fig = F.ablation_bars(table, baseline="both")
     fig.canvas.draw()
     ax = fig.axes[0]
-    assert ax.get_title() == "Δ val_acc vs both, 95% bootstrap CI"
+    assert ax.get_title() == "Δ val_acc vs both, 95% CI"
     box = ax.title.get_window_extent()
     assert (box.x0 >= 0, box.x1 <= fig.bbox.x1) == (True, True)
     hatches = [p.get_hatch() for p in ax.patches]

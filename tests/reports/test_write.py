@@ -197,20 +197,22 @@ def _two_seed_ablation(path: Path) -> Path:
     return run
 
 
-def test_write_report_two_seeds_summary_says_too_few(tmp_path):
+def test_write_report_two_seeds_summary_gives_the_t_interval(tmp_path):
     run = _two_seed_ablation(tmp_path / "quick")
     md = write_report(run).with_name("report.md").read_text()
-    assert "- conv: +2.50 pp val_acc against both, 95% CI [+2.00, +3.00] pp, paired (n=2 seeds: too few for a " \
-           "reliable interval)." in md
-    assert "the interval excludes 0" not in md
-    assert "| conv | 2 | 7.00K | 0.006 | 93.50 ± 0.71% | 92.50 ± 0.71% | +2.50 pp | [+2.00, +3.00] pp | paired " \
+    # conv - both per seed: +3, +2 pp; a percentile bootstrap read [+2.00, +3.00], the paired
+    # t-interval with 1 degree of freedom is wide and includes 0
+    assert "- conv: +2.50 pp val_acc against both, 95% CI [-3.85, +8.85] pp (paired t, n=2 seeds; the interval " \
+           "includes 0)." in md
+    assert "| conv | 2 | 7.00K | 0.006 | 93.50 ± 0.71% | 92.50 ± 0.71% | +2.50 pp | [-3.85, +8.85] pp | paired t " \
            "| < 3 seeds |" in md
 
 
 def test_write_report_three_seeds_summary_says_whether_interval_excludes_zero(ablation_run):
     md = write_report(ablation_run).with_name("report.md").read_text()
-    assert re.findall(r"^- conv: .*\((paired; the interval (?:ex|in)cludes 0)\)\.$", md, flags=re.M) == [
-        "paired; the interval excludes 0"]
+    assert re.findall(r"^- (\w+): .*\((paired t|Welch t), n=\d seeds; the interval ((?:ex|in)cludes) 0\)\.$", md,
+                      flags=re.M) == [("content_only", "Welch t", "excludes"), ("positional_only", "paired t", "excludes"),
+                                      ("conv", "paired t", "includes")]
 
 
 def test_write_report_leaderboard_all_trials_and_short_columns(search_run):
