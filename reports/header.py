@@ -1,4 +1,5 @@
-"""The facts at the top of a report: study, data, budget, hardware, packages, wall time, states.
+"""The facts about a run that a report lists (study, data, budget, sampler, hardware, packages,
+wall time, states).
 
 Built from `RunInfo` (run.json, env.json, study.yaml) and the trials frame; one (label, value)
 pair per line, values already formatted as text.
@@ -15,6 +16,9 @@ from reports.formatting import DASH, seconds
 from reports.load import RunInfo
 
 PACKAGES = ("torch", "ray", "optuna", "pandas", "numpy", "fvcore")
+# The input side each data set's networks are built for: a copy of search.study.DATASET_SHAPES
+# (reports may not import search); tests/reports/test_header.py keeps the two equal.
+DATA_INPUT_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32}
 
 
 def state_counts(trials: pd.DataFrame) -> str:
@@ -60,6 +64,43 @@ def objectives_text(objectives: Mapping[str, str]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in objectives.items()) or DASH
 
 
+def _section_name(info: RunInfo, key: str) -> str:
+    """`name` of a study.yaml section such as `sampler: {name: tpe, seed: 0}` ("" when absent)."""
+    section = info.study.get(key)
+    if isinstance(section, Mapping):
+        return str(section.get("name") or "")
+    return str(section or "")
+
+
+def sampler_name(info: RunInfo) -> str:
+    """How a search drew its trials ("tpe", "random", ...); "" for an ablation or when not recorded."""
+    return _section_name(info, "sampler") if info.kind == "search" else ""
+
+
+def pruner_name(info: RunInfo) -> str:
+    """What could stop a trial early ("median", "asha", "none", ...); "" when not recorded."""
+    return _section_name(info, "pruner")
+
+
+def data_name(info: RunInfo) -> str:
+    """The data set's name from run.json (else study.yaml); "" when neither says."""
+    data = info.run.get("data") or info.study.get("data")
+    return str(data.get("name") or "") if isinstance(data, Mapping) else str(data or "")
+
+
+def input_size_text(info: RunInfo) -> str:
+    """The input side the run's networks were built for: run.json's `input_size`, else the study's
+    model override, else the data set's default; per-variant overrides are added ("8, 16")."""
+    model = info.study.get("model") or {}
+    overrides = model.get("overrides") or {} if isinstance(model, Mapping) else {}
+    base = (info.run.get("input_size") or (model.get("input_size") if isinstance(model, Mapping) else None)
+            or overrides.get("input_size") or DATA_INPUT_SIZES.get(data_name(info)))
+    sizes = [base] + [arm.get("input_size") for arm in (info.study.get("variants") or {}).values()
+                      if isinstance(arm, Mapping)]
+    known = list(dict.fromkeys(str(s) for s in sizes if s is not None))
+    return ", ".join(known) if known else "unknown"
+
+
 def run_header(info: RunInfo, trials: pd.DataFrame) -> tuple[tuple[str, str], ...]:
     """Header rows of a single-run report."""
     run, env = info.run, info.env
@@ -68,8 +109,11 @@ def run_header(info: RunInfo, trials: pd.DataFrame) -> tuple[tuple[str, str], ..
         ("study", f"{info.name} ({info.kind}, status: {info.status})"),
         ("data", data_text(run.get("data") or info.study.get("data"))),
         ("budget", budget),
+        ("input size", input_size_text(info)),
         ("objectives", objectives_text(info.objectives)),
         ("baseline", str(info.baseline) if info.baseline else DASH),
+        *([("sampler / pruner", f"{sampler_name(info) or DASH} / {pruner_name(info) or DASH}")]
+          if info.kind == "search" else []),
         ("trials", state_counts(trials)),
         ("wall time", seconds(info.wall_s)),
         ("started / finished", f"{run.get('started') or DASH} / {run.get('finished') or DASH}"),

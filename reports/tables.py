@@ -107,6 +107,28 @@ def leaderboard(trials: pd.DataFrame, metric: str = C.VAL_ACC, *, mode: str = "m
     return board
 
 
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows of `points` (n, k), larger better on every column, that no other row
+    dominates: no worse on every column and better on one. Equal rows are all kept."""
+    ge = (points[:, None, :] >= points[None, :, :]).all(axis=2)        # (n, n): i no worse than j
+    gt = (points[:, None, :] > points[None, :, :]).any(axis=2)         # (n, n): i better somewhere
+    return ~(ge & gt).any(axis=0)                                      # (n,): nobody dominates j
+
+
+def _front(rows: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
+    if len(objectives) < 1:
+        raise ValueError("a Pareto front needs at least one objective, but got objectives={}")
+    for name, mode in objectives.items():
+        _check_mode(name, mode)
+    _require(rows, *objectives)
+    rows = rows.dropna(subset=list(objectives))
+    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
+    points = rows[list(objectives)].to_numpy(dtype=float) * signs      # (n, k), larger is better
+    front = rows[non_dominated(points)]
+    first, mode = next(iter(objectives.items()))
+    return front.sort_values(first, ascending=(mode == "min"), kind="stable").reset_index(drop=True)
+
+
 def pareto_front(trials: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
     """The complete trials that no other complete trial dominates on `objectives`.
 
@@ -114,20 +136,18 @@ def pareto_front(trials: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Data
     A point dominates another when it is no worse on every objective and better on one;
     equal points are all kept. Sorted by the first objective, best first.
     """
-    if len(objectives) < 1:
-        raise ValueError("pareto_front needs at least one objective, but got objectives={}")
-    for name, mode in objectives.items():
-        _check_mode(name, mode)
-    _require(trials, C.STATE, *objectives)
-    done = complete_trials(trials).dropna(subset=list(objectives))
-    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
-    points = done[list(objectives)].to_numpy(dtype=float) * signs      # (n, k), larger is better
-    ge = (points[:, None, :] >= points[None, :, :]).all(axis=2)        # (n, n): i no worse than j
-    gt = (points[:, None, :] > points[None, :, :]).any(axis=2)         # (n, n): i better somewhere
-    dominated = (ge & gt).any(axis=0)                                  # (n,): someone dominates j
-    front = done[~dominated]
-    first, mode = next(iter(objectives.items()))
-    return front.sort_values(first, ascending=(mode == "min"), kind="stable").reset_index(drop=True)
+    _require(trials, C.STATE)
+    return _front(complete_trials(trials), objectives)
+
+
+def ablation_front(table: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
+    """The rows of an `ablation_table` whose variant means no other variant's dominate.
+
+    `objectives` name the table's columns, e.g. {"val_acc_mean": "max", "gmacs": "min"}: a
+    variant is one point (its mean over seeds), not one point per seed. Variants without a mean
+    are left out; sorted by the first objective, best first.
+    """
+    return _front(table, objectives)
 
 
 def value_label(x: object) -> str:

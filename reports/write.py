@@ -16,7 +16,7 @@ import pandas as pd
 from reports import columns as C
 from reports.combine import combine_runs, run_labels
 from reports.compose import ReportParts, Study, compose_report, primary_metric
-from reports.header import comparison_header, run_header
+from reports.header import comparison_header, pruner_name, run_header, sampler_name
 from reports.importance import param_importance
 from reports.load import ReportError, RunInfo, load_curves, load_results, load_run_info
 from reports.render import FIGURES_DIR, render_html, render_markdown
@@ -111,9 +111,14 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
         title=f"{info.name}: {info.kind} report", description=info.description, kind=info.kind,
         baseline=info.baseline, objectives=dict(info.objectives), space_fields=info.space_fields,
         header=run_header(info, trials), continuous=_continuous([info]),
+        sampler=sampler_name(info), pruner=pruner_name(info),
     )
     parts = compose_report(study, trials, _curves(info.path), _importance(info))
     return _save(parts, Path(out) if out is not None else info.path)
+
+
+def _joined(names: Sequence[str]) -> str:
+    return ", ".join(dict.fromkeys(n for n in names if n))
 
 
 def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path:
@@ -144,6 +149,7 @@ def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path
         description=" / ".join(f"{label}: {i.description}" for label, i in zip(labels, infos) if i.description),
         kind=kind, baseline=baseline, objectives=objectives, space_fields=fields,
         header=comparison_header(infos, trials, labels), continuous=_continuous(infos), notes=notes,
+        sampler=_joined([sampler_name(i) for i in infos]), pruner=_joined([pruner_name(i) for i in infos]),
     )
     if primary_metric(study) not in trials.columns:
         raise ReportError(f"objective {primary_metric(study)!r} of run {labels[0]} is not a results column")

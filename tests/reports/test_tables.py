@@ -12,7 +12,7 @@ from reports import (ablation_table, compute_ledger, error_edf, excluded_trials,
                      pareto_front)
 from reports import columns as C
 from reports.stats import NO_INTERVAL, PAIRED_T, delta_ci
-from reports.tables import quantile_bins
+from reports.tables import ablation_front, quantile_bins
 from rundirs import build_search
 
 
@@ -79,6 +79,17 @@ def test_ablation_table_one_seed_has_no_interval(ablation_trials):
 def test_ablation_table_unknown_baseline_raises(ablation_trials):
     with pytest.raises(ValueError, match="baseline 'nope' is not a variant"):
         ablation_table(ablation_trials, baseline="nope")
+
+
+def test_ablation_front_is_over_variant_means(ablation_trials):
+    table = ablation_table(ablation_trials, baseline="base")
+    # per seed, wide's 0.95 would beat everything; on means (0.92 at 2.0 GMACs) it still does not
+    # dominate base (0.91 at 1.0) or thin (0.80 at 0.5), and huge has no mean
+    front = ablation_front(table, {C.mean_col(C.VAL_ACC): "max", C.GMACS: "min"})
+    assert front[C.VARIANT].tolist() == ["wide", "base", "thin"]
+    table.loc[table[C.VARIANT] == "base", C.GMACS] = 2.5  # now wide is better and cheaper
+    front = ablation_front(table, {C.mean_col(C.VAL_ACC): "max", C.GMACS: "min"})
+    assert front[C.VARIANT].tolist() == ["wide", "thin"]
 
 
 def test_leaderboard_ranks_complete_trials_only(ablation_trials):
