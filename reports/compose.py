@@ -49,6 +49,7 @@ class Study:
     notes: tuple[str, ...] = ()  # extra notes under the first table (e.g. fields a compared run did not record)
     sampler: str = ""  # how a search drew its trials ("tpe", "random", ...; "" when not recorded)
     pruner: str = ""  # what stopped trials early ("median", "asha", "none", ...; "" when not recorded)
+    warnings: tuple[str, ...] = ()  # shown above everything (e.g. runs compared that are not like for like)
 
 
 @dataclass(frozen=True)
@@ -459,5 +460,5 @@ def compose_report(study: Study, trials: pd.DataFrame, curves: pd.DataFrame | No
             table=fmt.format_table(excluded)))
 
     sections.insert(0, _finding(study, trials, ablation))
-    doc = Document(study.title, study.description, study.header, tuple(sections))
+    doc = Document(study.title, study.description, study.header, tuple(sections), warnings=study.warnings)
     return ReportParts(doc, tables, figures)

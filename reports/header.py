@@ -1,5 +1,5 @@
 """The facts about a run that a report lists (study, data, budget, sampler, hardware, packages,
-wall time, states).
+wall time, states), and the facts that two runs must share to be compared like for like.
 
 Built from `RunInfo` (run.json, env.json, study.yaml) and the trials frame; one (label, value)
 pair per line, values already formatted as text.
@@ -99,6 +99,32 @@ def input_size_text(info: RunInfo) -> str:
                       if isinstance(arm, Mapping)]
     known = list(dict.fromkeys(str(s) for s in sizes if s is not None))
     return ", ".join(known) if known else "unknown"
+
+
+def like_for_like(info: RunInfo) -> dict[str, str]:
+    """The facts that runs must share for their accuracies to compare: data set, budget,
+    objectives and input size, as text."""
+    return {
+        "data set": data_name(info) or "unknown",
+        "budget": f"{info.budget_epochs} epochs" if info.budget_epochs is not None else "unknown",
+        "objectives": objectives_text(info.objectives),
+        "input size": input_size_text(info),
+    }
+
+
+def mismatches(infos: Sequence[RunInfo], labels: Sequence[str]) -> list[str]:
+    """One phrase per fact of `like_for_like` on which the runs differ, naming each value and
+    its runs: 'data set: a has digits, b has cifar10'. Empty when the runs are like for like."""
+    facts = [like_for_like(info) for info in infos]
+    out = []
+    for name in facts[0]:
+        runs: dict[str, list[str]] = {}
+        for label, fact in zip(labels, facts):
+            runs.setdefault(fact[name], []).append(label)
+        if len(runs) > 1:
+            out.append(f"{name}: " + ", ".join(f"{', '.join(who)} {'has' if len(who) == 1 else 'have'} {value}"
+                                               for value, who in runs.items()))
+    return out
 
 
 def run_header(info: RunInfo, trials: pd.DataFrame) -> tuple[tuple[str, str], ...]:

@@ -2,7 +2,7 @@
 
 The HTML embeds every figure as a base64 PNG data URI and carries its CSS inline: no
 external URL, no script, so the file opens offline and can be mailed as it is. Order: title,
-the question, the sections (the first, `lead`, sets its text beside its figure on a
+warnings, the question, the sections (the first, `lead`, sets its text beside its figure on a
 wide screen), and the run details last, folded away (<details>).
 """
 
@@ -42,12 +42,13 @@ class Section:
 @dataclass(frozen=True)
 class Document:
     """A whole report: a title, the question it answers (`description`), sections, and the run's
-    facts as (label, value) pairs (`header`, shown last)."""
+    facts as (label, value) pairs (`header`, shown last); `warnings` go above everything."""
 
     title: str
     description: str
     header: tuple[tuple[str, str], ...]
     sections: tuple[Section, ...]
+    warnings: tuple[str, ...] = ()
 
 
 RUN_DETAILS = "Run details"
@@ -58,6 +59,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { margin: 0 0 0.3rem; font-size: 1.7rem; }
 h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin: 1.6rem 0 0.6rem; font-size: 1.3rem; }
 p.question { font-size: 1.08rem; margin: 0.2rem 0 0.4rem; }
+div.warning { border: 2px solid #c62828; background: #fdecea; padding: 0.5rem 0.8rem; margin: 0.6rem 0; }
 section.lead h2 { margin-top: 0.8rem; }
 div.lead { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
 div.lead > div.text { flex: 1 1 360px; min-width: 0; }
@@ -93,6 +95,7 @@ def render_markdown(doc: Document) -> str:
     """Markdown with figures linked as figures/<name>.png (relative to the report); the run
     details come last, as a section of their own."""
     lines = [f"# {doc.title}", ""]
+    lines += [line for w in doc.warnings for line in (f"> **Warning:** {w}", "")]
     if doc.description:
         lines += [f"**Question:** {doc.description}", ""]
     for section in doc.sections:
@@ -179,6 +182,7 @@ def render_html(doc: Document, images: Mapping[str, bytes]) -> str:
         f"<title>{esc(doc.title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
         f"<h1>{esc(doc.title)}</h1>",
     ]
+    parts += [f'<div class="warning" role="alert"><strong>Warning:</strong> {esc(w)}</div>' for w in doc.warnings]
     if doc.description:
         parts.append(f'<p class="question"><strong>Question:</strong> {esc(doc.description)}</p>')
     for section in doc.sections:

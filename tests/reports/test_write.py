@@ -186,6 +186,50 @@ def test_cli_compare_writes_one_report(tmp_path, ablation_run, search_run):
     assert len(leaderboard) == 11 + 6
 
 
+def _edited(run: Path, **changes) -> Path:
+    """`run` with run.json keys replaced by `changes`."""
+    (run / "run.json").write_text(json.dumps({**json.loads((run / "run.json").read_text()), **changes}))
+    return run
+
+
+MISMATCH_FIX = "compare runs of one set-up, or pass --allow-mismatch (allow_mismatch=True) to compare them anyway"
+
+
+def test_cli_compare_refuses_runs_on_other_data_with_one_line(tmp_path, ablation_run):
+    cifar = _edited(build_ablation(tmp_path / "cifar", name="cifar"), data={"name": "cifar10", "root": "/data/c"})
+    proc = _cli("compare", str(ablation_run), str(cifar), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "gsa-nas: error: runs are not like for like: data set: quick has digits, cifar has cifar10; input size: "
+        f"quick has 8, cifar has 32; {MISMATCH_FIX}"]
+    assert proc.stdout == ""
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_cli_compare_allow_mismatch_says_so_at_the_top(tmp_path, ablation_run):
+    longer = _edited(build_ablation(tmp_path / "long", name="long"), budget_epochs=30)
+    proc = _cli("compare", str(ablation_run), str(longer), "--out", str(tmp_path / "cmp"), "--allow-mismatch")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "cmp" / "report.md").read_text().splitlines()
+    assert md[2] == ("> **Warning:** These runs are not like for like (budget: quick has 4 epochs, long has 30 "
+                     "epochs): their accuracies, and any delta between them, compare different set-ups.")
+    html = (tmp_path / "cmp" / "report.html").read_text()
+    assert html.index('<div class="warning" role="alert">') < html.index('<section id="finding"')
+
+
+@pytest.mark.parametrize(("changes", "phrase"), [
+    ({"budget_epochs": 8}, "budget: quick has 4 epochs, other has 8 epochs"),
+    ({"objectives": {"val_acc": "max", "gmacs": "min"}},
+     "objectives: quick has val_acc (max), other has val_acc (max), gmacs (min)"),
+    ({"input_size": 16}, "input size: quick has 8, other has 16"),
+])
+def test_write_comparison_refuses_each_mismatched_field(tmp_path, ablation_run, changes, phrase):
+    other = _edited(build_ablation(tmp_path / "other", name="other"), **changes)
+    with pytest.raises(ReportError) as err:
+        write_comparison([ablation_run, other], out=tmp_path / "cmp")
+    assert str(err.value) == f"runs are not like for like: {phrase}; {MISMATCH_FIX}"
+
+
 def test_reports_imports_neither_search_nor_ray():
     code = ("import sys, reports; reports.write_report; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'search', 'ray'}))")
