@@ -17,8 +17,9 @@ from reports.load import RunInfo
 from reports.run_dir import DataRef
 
 PACKAGES = ("torch", "ray", "optuna", "pandas", "numpy", "fvcore")
-# The input side each data set's networks are built for: a copy of search.study.DATASET_SHAPES
-# (reports may not import search); tests/reports/test_header.py keeps the two equal.
+# The input side each data set's networks are built for, for runs whose run.json predates its
+# `input_size`: a copy of search.study.DATASET_SHAPES (reports may not import search);
+# tests/reports/test_header.py keeps the two equal.
 DATA_INPUT_SIZES = {"digits": 8, "cifar10": 32, "cifar100": 32}
 
 
@@ -83,8 +84,7 @@ def pruner_name(info: RunInfo) -> str:
 
 def data_name(info: RunInfo) -> str:
     """The data set's name from run.json (else study.yaml); "" when neither says."""
-    data = info.run.get("data") or info.study.get("data")
-    return str(data.get("name") or "") if isinstance(data, Mapping) else str(data or "")
+    return info.data.name if info.data is not None else ""
 
 
 def input_size_text(info: RunInfo) -> str:
@@ -92,7 +92,9 @@ def input_size_text(info: RunInfo) -> str:
     model override, else the data set's default; per-variant overrides are added ("8, 16")."""
     model = info.study.get("model") or {}
     overrides = model.get("overrides") or {} if isinstance(model, Mapping) else {}
-    base = (info.run.get("input_size") or (model.get("input_size") if isinstance(model, Mapping) else None)
+    recorded = info.run.input_size
+    recorded = (recorded[0] if recorded[0] == recorded[1] else f"{recorded[0]}x{recorded[1]}") if recorded else None
+    base = (recorded or (model.get("input_size") if isinstance(model, Mapping) else None)
             or overrides.get("input_size") or DATA_INPUT_SIZES.get(data_name(info)))
     sizes = [base] + [arm.get("input_size") for arm in (info.study.get("variants") or {}).values()
                       if isinstance(arm, Mapping)]
