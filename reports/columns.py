@@ -23,6 +23,7 @@ DELTA = "delta"
 DELTA_LO = "delta_ci_lo"
 DELTA_HI = "delta_ci_hi"
 PAIRED = "paired"
+CI_METHOD = "ci_method"  # which interval: see reports.stats.METHODS
 ERROR = "error"
 CUM_FRACTION = "cum_fraction"
 FACTOR_VALUE = "value"

@@ -170,8 +170,9 @@ class RunRecord:
             values["data"] = DataRef(name=str(data.get("name")), root=data.get("root"))
         for key in ("space_fields", "resolved_fields"):
             values[key] = tuple(values.get(key) or ())
-        if values.get("input_size") is not None:
-            values["input_size"] = tuple(values["input_size"])
+        size = values.get("input_size")
+        if size is not None:  # one number is a square input
+            values["input_size"] = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(size)
         if values.get("objectives") is None:
             values.pop("objectives", None)
         wall = values.get("wall_s")

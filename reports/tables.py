@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from reports import columns as C
-from reports.stats import DEFAULT_RESAMPLES, delta_ci
+from reports.stats import DEFAULT_RESAMPLES, DeltaCI, delta_ci
 
 MODES = ("max", "min")
 UNSET = "(unset)"  # EDF label for a conditional factor that a trial did not use
@@ -40,11 +40,13 @@ def ablation_table(
     resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
 ) -> pd.DataFrame:
     """Per variant: seeds, params, gmacs, val/test accuracy mean and std, and the delta of
-    `metric` to `baseline` with a bootstrap 95% CI (paired over seeds when the seed sets match).
+    `metric` to `baseline` with a 95% CI (`reports.stats.delta_ci`: a paired t-interval when the
+    seed sets match, Welch's otherwise; NaN bounds when a side has one seed).
 
     Columns: variant, n_seeds, params, gmacs, val_acc_mean, val_acc_std, test_acc_mean,
-    test_acc_std, [metric_mean, metric_std,] delta, delta_ci_lo, delta_ci_hi, paired, few_seeds.
-    The baseline's row comes first; its delta is 0. Std is the sample std (NaN for one seed).
+    test_acc_std, [metric_mean, metric_std,] delta, delta_ci_lo, delta_ci_hi, paired, ci_method,
+    few_seeds. The baseline's row comes first; its delta is 0 and its ci_method "". Std is the
+    sample std (NaN for one seed).
     """
     _require(trials, C.VARIANT, C.SEED, C.STATE, metric)
     variants = list(dict.fromkeys(trials[C.VARIANT]))
@@ -70,10 +72,13 @@ def ablation_table(
         base_ok = {s: v for s, v in base_values.items() if not np.isnan(v)}
         if values and base_ok:
             ci = delta_ci(values, base_ok, resamples=resamples, seed=seed)
-            row.update({C.DELTA: ci.delta, C.DELTA_LO: ci.lo, C.DELTA_HI: ci.hi, C.PAIRED: ci.paired})
+            if variant == baseline:  # against itself: exactly 0, not an interval
+                ci = DeltaCI(0.0, 0.0, 0.0, True, "", ci.n)
+            row.update({C.DELTA: ci.delta, C.DELTA_LO: ci.lo, C.DELTA_HI: ci.hi, C.PAIRED: ci.paired,
+                        C.CI_METHOD: ci.method})
         else:
             row.update({C.DELTA: float("nan"), C.DELTA_LO: float("nan"), C.DELTA_HI: float("nan"),
-                        C.PAIRED: False})
+                        C.PAIRED: False, C.CI_METHOD: ""})
         row[C.FEW_SEEDS] = row[C.N_SEEDS] < C.MIN_SEEDS
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -102,6 +107,28 @@ def leaderboard(trials: pd.DataFrame, metric: str = C.VAL_ACC, *, mode: str = "m
     return board
 
 
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows of `points` (n, k), larger better on every column, that no other row
+    dominates: no worse on every column and better on one. Equal rows are all kept."""
+    ge = (points[:, None, :] >= points[None, :, :]).all(axis=2)        # (n, n): i no worse than j
+    gt = (points[:, None, :] > points[None, :, :]).any(axis=2)         # (n, n): i better somewhere
+    return ~(ge & gt).any(axis=0)                                      # (n,): nobody dominates j
+
+
+def _front(rows: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
+    if len(objectives) < 1:
+        raise ValueError("a Pareto front needs at least one objective, but got objectives={}")
+    for name, mode in objectives.items():
+        _check_mode(name, mode)
+    _require(rows, *objectives)
+    rows = rows.dropna(subset=list(objectives))
+    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
+    points = rows[list(objectives)].to_numpy(dtype=float) * signs      # (n, k), larger is better
+    front = rows[non_dominated(points)]
+    first, mode = next(iter(objectives.items()))
+    return front.sort_values(first, ascending=(mode == "min"), kind="stable").reset_index(drop=True)
+
+
 def pareto_front(trials: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
     """The complete trials that no other complete trial dominates on `objectives`.
 
@@ -109,20 +136,18 @@ def pareto_front(trials: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Data
     A point dominates another when it is no worse on every objective and better on one;
     equal points are all kept. Sorted by the first objective, best first.
     """
-    if len(objectives) < 1:
-        raise ValueError("pareto_front needs at least one objective, but got objectives={}")
-    for name, mode in objectives.items():
-        _check_mode(name, mode)
-    _require(trials, C.STATE, *objectives)
-    done = complete_trials(trials).dropna(subset=list(objectives))
-    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
-    points = done[list(objectives)].to_numpy(dtype=float) * signs      # (n, k), larger is better
-    ge = (points[:, None, :] >= points[None, :, :]).all(axis=2)        # (n, n): i no worse than j
-    gt = (points[:, None, :] > points[None, :, :]).any(axis=2)         # (n, n): i better somewhere
-    dominated = (ge & gt).any(axis=0)                                  # (n,): someone dominates j
-    front = done[~dominated]
-    first, mode = next(iter(objectives.items()))
-    return front.sort_values(first, ascending=(mode == "min"), kind="stable").reset_index(drop=True)
+    _require(trials, C.STATE)
+    return _front(complete_trials(trials), objectives)
+
+
+def ablation_front(table: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
+    """The rows of an `ablation_table` whose variant means no other variant's dominate.
+
+    `objectives` name the table's columns, e.g. {"val_acc_mean": "max", "gmacs": "min"}: a
+    variant is one point (its mean over seeds), not one point per seed. Variants without a mean
+    are left out; sorted by the first objective, best first.
+    """
+    return _front(table, objectives)
 
 
 def value_label(x: object) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from reports import columns as C
 from reports.combine import combine_runs, run_labels
 from reports.compose import ReportParts, Study, compose_report, primary_metric
-from reports.header import comparison_header, run_header
+from reports.header import comparison_header, mismatches, pruner_name, run_header, sampler_name
 from reports.importance import param_importance
 from reports.load import ReportError, RunInfo, load_curves, load_results, load_run_info
 from reports.render import FIGURES_DIR, render_html, render_markdown
@@ -109,21 +109,35 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
         title=f"{info.name}: {info.kind} report", description=info.description, kind=info.kind,
         baseline=info.baseline, objectives=dict(info.objectives), space_fields=info.space_fields,
         header=run_header(info, trials), continuous=_continuous([info]),
+        sampler=sampler_name(info), pruner=pruner_name(info),
     )
     parts = compose_report(study, trials, _curves(info.path), _importance(info))
     return _save(parts, Path(out) if out is not None else info.path)
 
 
-def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path:
+def _joined(names: Sequence[str]) -> str:
+    return ", ".join(dict.fromkeys(n for n in names if n))
+
+
+def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path, allow_mismatch: bool = False) -> Path:
     """One report over several runs, their trials concatenated with a `run` column.
 
-    Ablation runs compare on the first run's baseline; anything else on a leaderboard.
+    Ablation runs compare on the first run's baseline; anything else on a leaderboard. Runs must
+    be like for like (data set, budget, objectives, input size: `header.like_for_like`): else a
+    one-line `ReportError` names each field and its values, unless `allow_mismatch`, and then the
+    report says so above everything else.
     Example: `write_comparison([Path("runs/a"), Path("runs/b")], out=Path("runs/a_vs_b"))`.
     """
     if not run_dirs:
         raise ReportError("compare needs at least one run directory, but got none")
     infos = [load_run_info(d) for d in run_dirs]
     labels = run_labels(infos)
+    differ = mismatches(infos, labels)
+    if differ and not allow_mismatch:
+        raise ReportError(f"runs are not like for like: {'; '.join(differ)}; compare runs of one set-up, or pass "
+                          f"--allow-mismatch (allow_mismatch=True) to compare them anyway")
+    warnings = (f"These runs are not like for like ({'; '.join(differ)}): their accuracies, and any delta "
+                f"between them, compare different set-ups.",) if differ else ()
     fields = tuple(dict.fromkeys(f for i in infos for f in i.space_fields))
     trials, unknown = combine_runs(infos, [load_results(i.path) for i in infos], labels, fields)
     curve_frames = []
@@ -142,6 +156,8 @@ def write_comparison(run_dirs: Sequence[str | Path], *, out: str | Path) -> Path
         description=" / ".join(f"{label}: {i.description}" for label, i in zip(labels, infos) if i.description),
         kind=kind, baseline=baseline, objectives=objectives, space_fields=fields,
         header=comparison_header(infos, trials, labels), continuous=_continuous(infos), notes=notes,
+        sampler=_joined([sampler_name(i) for i in infos]), pruner=_joined([pruner_name(i) for i in infos]),
+        warnings=warnings,
     )
     if primary_metric(study) not in trials.columns:
         raise ReportError(f"objective {primary_metric(study)!r} of run {labels[0]} is not a results column")

@@ -94,7 +94,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from reports import write_comparison
 
-    path = write_comparison([Path(p) for p in args.run_dirs], out=Path(args.out))
+    path = write_comparison([Path(p) for p in args.run_dirs], out=Path(args.out), allow_mismatch=args.allow_mismatch)
     print(f"comparison written to {path}")
     return 0
 
@@ -138,9 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("compare", help="one report over several runs")
+    p = sub.add_parser("compare", help="one report over several runs of one set-up")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", required=True)
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare runs that differ in data set, budget, objectives or input size "
+                        "(refused otherwise); the report then says so at the top")
     p.set_defaults(func=_cmd_compare)
     return parser
 

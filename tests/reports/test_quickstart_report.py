@@ -1,4 +1,5 @@
-"""A real (shrunk) quickstart run through `gsa-nas run` writes a report that a browser renders.
+"""A real (shrunk) quickstart run through `gsa-nas run` writes a report that a browser renders,
+whose first screen (1280x800) answers the study's question and which never scrolls sideways at 700 px.
 
 Real Ray, real Optuna, real digits training: 4 variants x 2 seeds x 2 epochs.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_html_browser import _check_page, driver  # noqa: F401  (the Chromium fixture)
+from test_html_browser import _check_page, check_first_screen, check_narrow_page, driver  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -48,6 +49,19 @@ def test_quickstart_results_all_complete(quickstart_run):
 
 def test_quickstart_report_renders_in_chromium(driver, quickstart_run):  # noqa: F811
     _check_page(driver, quickstart_run / "report.html", n_images=5)
+
+
+def test_quickstart_report_first_screen_and_narrow_page(driver, quickstart_run):  # noqa: F811
+    check_first_screen(driver, quickstart_run / "report.html")
+    check_narrow_page(driver, quickstart_run / "report.html")
+
+
+def test_quickstart_report_finding_uses_t_intervals(quickstart_run):
+    table = pd.read_csv(quickstart_run / "tables" / "ablation.csv")
+    assert table["ci_method"].fillna("").tolist() == ["", "paired t", "paired t", "paired t"]
+    md = (quickstart_run / "report.md").read_text()
+    assert md.splitlines()[2] == "**Question:** Which branches of the GSA module matter on the embedded digits data?"
+    assert md.splitlines()[4] == "## Finding"
 
 
 def test_quickstart_report_cli_rewrites_it(quickstart_run, tmp_path):
