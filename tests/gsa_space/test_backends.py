@@ -28,6 +28,17 @@ def axial_step(request):
     return AXIAL_STEPS[request.param]
 
 
+def assert_matches(fast_fn, ref_fn, inputs, out_shape, gen):
+    """`fast_fn(*inputs)` equals `ref_fn` (run in float64) in value and in every input's gradient."""
+    dtype = inputs[0].dtype
+    seed_out = torch.randn(*out_shape, generator=gen, dtype=torch.float64).to(dtype)
+    assert_close(fast_fn(*inputs), ref_fn(*(t.double() for t in inputs)), dtype)
+    fast_grads = grads(lambda: fast_fn(*inputs), inputs, seed_out)
+    ref_grads = grads(lambda: ref_fn(*inputs), inputs, seed_out)
+    for g_fast, g_ref in zip(fast_grads, ref_grads):
+        assert_close(g_fast, g_ref, dtype)
+
+
 def nchw_step(step, channels_last_out=False):
     """A backend's channels-last step called on NCHW maps, returning NCHW, like the spec."""
     def run(q, v, rel, axis):
@@ -44,15 +55,10 @@ def test_axial_step_matches_loop_reference(case, axis, dtype, axial_step):
     B, h, dk, dv, H, W, L = case
     gen = torch.Generator().manual_seed(zlib.crc32(repr((case, axis)).encode()))
     q, v, rel = make((B, h, dk, H, W), dtype, gen), make((B, h, dv, H, W), dtype, gen), make((h, L, dk), dtype, gen)
-    seed_out = torch.randn(B, h, dv, H, W, generator=gen, dtype=torch.float64).to(dtype)
     step = nchw_step(axial_step)
     fast = step(q, v, rel, axis)
     assert fast.shape == (B, h, dv, H, W) and fast.is_contiguous()
-    assert_close(fast, ref_relative(q.double(), v.double(), rel.double(), axis), dtype)
-    fast_grads = grads(lambda: step(q, v, rel, axis), [q, v, rel], seed_out)
-    ref_grads = grads(lambda: ref_relative(q, v, rel, axis), [q, v, rel], seed_out)
-    for g_fast, g_ref in zip(fast_grads, ref_grads):
-        assert_close(g_fast, g_ref, dtype)
+    assert_matches(lambda *t: step(*t, axis), lambda *t: ref_relative(*t, axis), [q, v, rel], (B, h, dv, H, W), gen)
 
 
 @pytest.mark.parametrize("axis", ["col", "row"])
@@ -100,13 +106,8 @@ def test_torch_ops_content_step_matches_loop_reference(case, query_norm, dtype, 
     B, h, dk, dv, H, W = case
     gen = torch.Generator().manual_seed(zlib.crc32(repr((case, query_norm)).encode()))
     q, k, v = make((B, h, dk, H, W), dtype, gen), make((B, h, dk, H, W), dtype, gen), make((B, h, dv, H, W), dtype, gen)
-    seed_out = torch.randn(B, h, dv, H, W, generator=gen, dtype=torch.float64).to(dtype)
-    fast = content_step_nchw(q, k, v, query_norm)
-    assert_close(fast, ref_content(q.double(), k.double(), v.double(), query_norm), dtype)
-    fast_grads = grads(lambda: content_step_nchw(q, k, v, query_norm), [q, k, v], seed_out)
-    ref_grads = grads(lambda: ref_content(q, k, v, query_norm), [q, k, v], seed_out)
-    for g_fast, g_ref in zip(fast_grads, ref_grads):
-        assert_close(g_fast, g_ref, dtype)
+    assert_matches(lambda *t: content_step_nchw(*t, query_norm), lambda *t: ref_content(*t, query_norm), [q, k, v],
+                   (B, h, dv, H, W), gen)
 
 
 @pytest.mark.parametrize("axis", ["col", "row"])
