@@ -22,7 +22,7 @@ quickstart: install
 	$(BIN)/gsa-nas run quickstart --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/bench_attention.py
