@@ -85,7 +85,7 @@ def relative_attention_1d(q: Tensor, v: Tensor, rel: Tensor, *, axis: str) -> Te
 
 
 def gsa_reference(p: GSAParams, x: Tensor) -> Tensor:
-    """The whole module before its optional out_proj: F_c + F_p of docs/gsa.md §1-§5.
+    """The whole module before its optional out_proj: F_c + F_p of docs/gsa.md §1-§6.
 
     Args:
         p: the module's weights and options (`GlobalSelfAttention.params()`).
