@@ -92,6 +92,7 @@ ATTR_TEST_ACC = TEST_ACC
 ATTR_RETRY_OF = "retry_of"            # on an attempt made by --retry-failed: the failed attempt's number
 ATTR_DUPLICATE_OF = "duplicate_of"    # on a sampled point rejected because that config already ran
 STUDY_SUPERSEDED_BY = "superseded_by"  # Optuna study attribute: failed attempt's number -> its retry's
+STUDY_RUN_ID = "gsa_run_id"            # Optuna study attribute: the run (run.json run_id) that owns it
 CURVE_KEYS: tuple[str, ...] = (EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, IMAGES_PER_SEC, "seconds")
 
 
@@ -123,6 +124,7 @@ class RunRecord:
 
     name: str
     kind: str
+    run_id: str | None = None  # also stored with the run's Optuna study, so that runs never share one
     status: str = RUNNING
     description: str = ""
     started: str | None = None
@@ -135,7 +137,7 @@ class RunRecord:
     data: DataRef | None = None
     budget_epochs: int | None = None
     input_size: tuple[int, int] | None = None
-    storage: str | None = None
+    storage: str | None = None  # the Optuna storage URL, without its password
     optuna_study: str | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     max_concurrent: int = 1

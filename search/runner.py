@@ -12,6 +12,7 @@ import json
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ from search.tune.ledger import Ledger, open_study
 from search.output import say
 from search.resources import check_placeable
 from search.run_lock import RunLock
-from search.storage import check_sqlite_file, check_url, connect
+from search.storage import check_sqlite_file, check_url, connect, without_password
 from search.study.readers import Where, name as name_rule
 from search.tune.plan import pending_reruns, plan_work, remaining_work, retryable
 from search.tune.space_compile import decode_params, make_pruner, make_sampler
@@ -66,8 +67,8 @@ def resume_hint(run_dir: Path, lost: int = 0) -> str:
     return f"interrupted; continue with: gsa-nas run --resume {run_dir}{again}"
 
 
-def run_record(study: Study, *, name: str, storage: str, started: str) -> R.RunRecord:
-    """The run.json record (status "running" until the session ends)."""
+def run_record(study: Study, *, name: str, storage: str, started: str, run_id: str | None = None) -> R.RunRecord:
+    """The run.json record (status "running" until the session ends); the storage URL loses its password."""
     objectives = dict(study.search.objectives) if study.search is not None else {R.VAL_ACC: "max"}
     size = DATASET_SHAPES[study.data.name][0]
     fields = space_fields(study)
@@ -76,7 +77,7 @@ def run_record(study: Study, *, name: str, storage: str, started: str) -> R.RunR
         objectives=objectives, baseline=study.baseline, space_fields=tuple(fields),
         resolved_fields=tuple(k for k in RESOLVED_KEYS if k not in fields),
         data=R.DataRef(name=study.data.name, root=study.data.root), budget_epochs=study.train.epochs,
-        input_size=(size, size), storage=storage, optuna_study=name,
+        input_size=(size, size), storage=without_password(storage), optuna_study=name, run_id=run_id,
         resources=dataclasses.asdict(study.resources), max_concurrent=study.max_concurrent,
     )
 
@@ -107,7 +108,7 @@ def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -
 
 
 def _open_resume(resume: str, storage: str | None,
-                 overrides: Mapping[str, Any] | None) -> tuple[Study, Path, R.RunRecord]:
+                 overrides: Mapping[str, Any] | None) -> tuple[Study, Path, R.RunRecord, str]:
     run_dir = Path(resume)
     if not run_dir.exists():
         raise FileNotFoundError(f"--resume {resume}: the directory does not exist; give a run directory "
@@ -124,13 +125,14 @@ def _open_resume(resume: str, storage: str | None,
         check_url(storage)
     if not storage and str(old.storage).startswith("sqlite:///"):
         check_sqlite_file(Path(str(old.storage)[len("sqlite:///"):]))
-    record = run_record(st, name=old.name, storage=storage or old.storage, started=old.started)
-    return st, run_dir, dataclasses.replace(record, wall_s=old.wall_s)
+    url = storage or old.storage
+    record = run_record(st, name=old.name, storage=url, started=old.started, run_id=old.run_id)
+    return st, run_dir, dataclasses.replace(record, wall_s=old.wall_s), url
 
 
 def _open_run(study: str | None, name: str | None, out: str | None, storage: str | None,
-              overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Study, Path, R.RunRecord]:
-    """(study, run dir, run.json record) — validated before anything is created on disk."""
+              overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Study, Path, R.RunRecord, str]:
+    """(study, run dir, run.json record, storage URL) — validated before anything is created on disk."""
     if resume and study:
         raise ValueError(f"gsa-nas run: give a study or --resume RUN_DIR, not both (got {study!r} and "
                          f"--resume {resume}); a resumed run uses its own study.yaml")
@@ -154,10 +156,10 @@ def _open_run(study: str | None, name: str | None, out: str | None, storage: str
     if storage:
         check_url(storage)
     url = storage or f"sqlite:///{(run_dir / R.OPTUNA_DB).resolve()}"
-    return st, run_dir, run_record(st, name=run_name, storage=url, started=_now())
+    return st, run_dir, run_record(st, name=run_name, storage=url, started=_now(), run_id=uuid.uuid4().hex), url
 
 
-def open_ledger(study: Study, record: R.RunRecord) -> Ledger:
+def open_ledger(study: Study, record: R.RunRecord, url: str, *, create: bool) -> Ledger:
     """The run's Optuna study (sampler and pruner from the study file) wrapped as a Ledger."""
     if study.kind == "search":
         s = study.search
@@ -166,7 +168,8 @@ def open_ledger(study: Study, record: R.RunRecord) -> Ledger:
         directions = [d for _, d in s.objectives]
     else:
         sampler, pruner, directions = optuna.samplers.RandomSampler(seed=0), None, ["max"]
-    ledger = Ledger(open_study(record.storage, record.optuna_study, directions, sampler=sampler, pruner=pruner))
+    ledger = Ledger(open_study(url, record.optuna_study, directions, run_id=record.run_id, create=create,
+                               sampler=sampler, pruner=pruner))
     done = len(ledger.study.get_trials(deepcopy=False))
     if study.kind == "search" and done and study.search.sampler.seed is not None:
         # A seeded sampler in a new process restarts its sequence: reseed it from the study's progress
@@ -257,14 +260,14 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
     """
     if retry_failed and not resume:
         raise ValueError("gsa-nas run: --retry-failed re-runs the failed trials of a run; give --resume RUN_DIR")
-    st, run_dir, record = _open_run(study, name, out, storage, overrides, resume)
+    st, run_dir, record, url = _open_run(study, name, out, storage, overrides, resume)
     with RunLock(run_dir):
         if not resume and (run_dir / R.RUN_JSON).exists():  # another driver made it since the first check
             raise ValueError(f"run directory {run_dir} already exists; continue it with "
                              f"`gsa-nas run --resume {run_dir}`, or choose another --name")
         if resume or storage:
-            connect(record.storage)
-        ledger = open_ledger(st, record) if resume else None
+            connect(url)
+        ledger = open_ledger(st, record, url, create=False) if resume else None
         needs_ray = ledger is None or _needs_session(st, ledger, retry_failed=retry_failed)
         from search.tune import cluster_resources, start_ray, stop_ray  # Ray is imported only for a run
 
@@ -275,6 +278,8 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
                 start_ray(address)
                 check_placeable(st, cluster_resources(address))
             _handle_sigterm(stop)
+            if ledger is None:  # a new run: its study name must be free in the storage
+                ledger = _new_ledger(st, record, url, run_dir)
             return _run(st, run_dir, record, ledger, address=address, resume=bool(resume), report=report,
                         retry_failed=retry_failed, stop=stop)
         finally:
@@ -282,13 +287,19 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger | None, *, address: str | None,
+def _new_ledger(st: Study, record: R.RunRecord, url: str, run_dir: Path) -> Ledger:
+    """The new run's Optuna study; the run directory must exist first when the storage is its optuna.db."""
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent == run_dir.resolve():
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return open_ledger(st, record, url, create=True)
+
+
+def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger, *, address: str | None,
          resume: bool, report: bool, retry_failed: bool, stop: _Stop) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     R.write_atomic(run_dir / R.STUDY_YAML, study_to_yaml(st))
     R.write_run_record(run_dir, record)
     _write_json(run_dir / R.ENV_JSON, env_info())
-    ledger = ledger or open_ledger(st, record)
     ledger.close_running()
     plan = plan_work(st, ledger, retry_failed=retry_failed)
     sessions = sorted((run_dir / R.TUNE_DIR).glob("session_*")) if (run_dir / R.TUNE_DIR).exists() else []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["StorageError", "check_url", "check_sqlite_file", "connect"]
+__all__ = ["StorageError", "check_url", "check_sqlite_file", "connect", "without_password"]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -24,6 +24,17 @@ def _redacted(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a URL too broken to parse is shown as given
         return url
+
+
+def without_password(url: str) -> str:
+    """The URL with its password removed (what run.json keeps; `--resume` gets the password from
+    `--storage`, PGPASSWORD or ~/.pgpass)."""
+    from sqlalchemy.engine import URL, make_url
+
+    parts = make_url(url)  # URL.set(password=None) keeps the password: None there means "unchanged"
+    bare = URL.create(parts.drivername, username=parts.username, host=parts.host, port=parts.port,
+                      database=parts.database, query=parts.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def check_url(url: str) -> None:
@@ -71,7 +82,9 @@ def connect(url: str) -> None:
         if engine.dialect.name == "sqlite" and database and Path(database).is_file():
             raise StorageError(f"{database}: the SQLite file is damaged ({first}); the run's Optuna ledger "
                                f"cannot be read — restore it from a copy, or start a new run with --name") from None
+        hint = ("; it has no password: give it in --storage, or set PGPASSWORD, or put it in ~/.pgpass"
+                if engine.url.password is None and engine.dialect.name != "sqlite" else "")
         raise StorageError(f"--storage {_redacted(url)}: cannot open the database ({first}); check the "
-                           f"URL, the server and its password") from None
+                           f"URL, the server and its password{hint}") from None
     finally:
         engine.dispose()

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED, ATTR_STATE, ATTR_TRIAL_KEY,
                              ATTR_VARIANT, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE, INTERRUPTED, PRUNED,
-                             STUDY_SUPERSEDED_BY, VAL_ACC)
+                             STUDY_RUN_ID, STUDY_SUPERSEDED_BY, VAL_ACC)
 
 OBJECTIVE_METRIC = VAL_ACC  # what pruners and ASHA watch, and what Optuna is told per epoch
 
@@ -28,6 +28,12 @@ class Ledger:
         self._storage = study._storage
         self._study_id = study._study_id
         self._ids: dict[int, int] = {}
+
+    def __reduce__(self) -> tuple:
+        # Tune pickles searchers and schedulers (and so this ledger) into its experiment state;
+        # the storage, with any password in its URL, must not go with them. gsa-nas never
+        # restores a Tune experiment: a resume opens the storage anew.
+        return (DetachedLedger, ())
 
     @property
     def multi_objective(self) -> bool:
@@ -134,6 +140,10 @@ class Ledger:
         return number
 
 
+class DetachedLedger:
+    """What a pickled Ledger becomes: nothing to read or write (see Ledger.__reduce__)."""
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe scalar (NaN kept as None)."""
     if hasattr(value, "item"):
@@ -143,13 +153,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def open_study(storage_url: str, name: str, directions: Sequence[str], *,
-               sampler: optuna.samplers.BaseSampler | None = None,
+class RunIdentityError(ValueError):
+    """The storage's study `name` belongs to another run (one line: the name, both ids, the fix)."""
+
+
+def open_study(storage_url: str, name: str, directions: Sequence[str], *, run_id: str | None = None,
+               create: bool = True, sampler: optuna.samplers.BaseSampler | None = None,
                pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """Create or load the Optuna study `name` (never the shared default name "optuna")."""
+    """Create (`create`) or load the Optuna study `name`, owned by run `run_id`.
+
+    One run is one study: a new run refuses a name the storage already holds, and a resumed run
+    refuses a study whose stored run id is not its own (None skips the check: runs from before ids).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize" if d == "max" else "minimize" for d in directions]
-    return optuna.create_study(
-        storage=storage_url, study_name=name, directions=directions,
-        sampler=sampler, pruner=pruner, load_if_exists=True,
-    )
+    exists = name in optuna.get_all_study_names(storage=storage_url)
+    if create and exists and run_id is not None:
+        owner = optuna.load_study(study_name=name, storage=storage_url).user_attrs.get(STUDY_RUN_ID)
+        if owner != run_id:
+            raise RunIdentityError(f"the Optuna storage already holds a study named {name!r} (run id {owner}); "
+                                   f"continue that run with --resume RUN_DIR, or choose another --name")
+    study = optuna.create_study(storage=storage_url, study_name=name, directions=directions, sampler=sampler,
+                                pruner=pruner, load_if_exists=True)
+    owner = study.user_attrs.get(STUDY_RUN_ID)
+    if run_id is not None and owner is None and not exists:
+        study.set_user_attr(STUDY_RUN_ID, run_id)
+    elif run_id is not None and owner is not None and owner != run_id:
+        raise RunIdentityError(f"the Optuna study {name!r} belongs to run {owner}, not to this run ({run_id}); "
+                               f"give --storage of this run's own database")
+    return study

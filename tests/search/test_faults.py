@@ -277,9 +277,10 @@ def stored_run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "quickstart"
     run_dir.mkdir()
     (run_dir / "study.yaml").write_text(study_to_yaml(st))
-    record = run_record(st, name="quickstart", storage=f"sqlite:///{run_dir / 'optuna.db'}", started="2026-01-01")
+    url = f"sqlite:///{run_dir / 'optuna.db'}"
+    record = run_record(st, name="quickstart", storage=url, started="2026-01-01", run_id="r1")
     write_run_record(run_dir, record)
-    open_ledger(st, record)
+    open_ledger(st, record, url, create=True)
     return run_dir
 
 

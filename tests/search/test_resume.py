@@ -224,7 +224,7 @@ def test_check_resume_place_accepts_the_original_name_and_out(tmp_path):
     from search.runner import _open_run
 
     run_dir = stored_run(tmp_path, "quickstart", {})
-    study, opened, _ = _open_run(None, run_dir.name, str(run_dir.parent), None, {}, str(run_dir))
+    study, opened, _, _ = _open_run(None, run_dir.name, str(run_dir.parent), None, {}, str(run_dir))
     assert (study.name, opened) == ("quickstart", run_dir)
 
 
