@@ -128,6 +128,10 @@ def validation_summary(study: Study, *, samples: int = SPACE_SAMPLES) -> str:
     size, chans, classes = DATASET_SHAPES[study.data.name]
     lines = [study_to_yaml(study).rstrip(), "", f"study {study.name!r} ({study.kind}) is valid",
              f"data: {study.data.name}, {chans}x{size}x{size} images, {classes} classes", plan_line(study)]
+    hardware = local_hardware()
+    lines.append(f"resources per trial: {study.resources.cpu:g} CPU, {study.resources.gpu:g} GPU; "
+                 f"{hardware.where} has {hardware.cpu:g} CPUs, {hardware.gpu:g} GPUs (checked without Ray)")
+    check_placeable(study, hardware)
     if study.kind == "ablation":
         lines.append(f"compute at batch 1, {size}x{size} input:")
         lines.extend(_table(variant_rows(study), study.baseline))
@@ -145,11 +149,7 @@ def validation_summary(study: Study, *, samples: int = SPACE_SAMPLES) -> str:
         limits = ", ".join(f"{k} {v:g}" for k, v in study.search.constraints) or "none"
         lines.append(f"  constraints ({limits}): {info['over_budget']} of {info['samples']} samples over budget, "
                      f"{info['invalid']} impossible networks")
-    hardware = local_hardware()
-    lines.append(f"resources per trial: {study.resources.cpu:g} CPU, {study.resources.gpu:g} GPU; "
-                 f"{hardware.where} has {hardware.cpu:g} CPUs, {hardware.gpu:g} GPUs (checked without Ray)")
     text = "\n".join(lines)
-    check_placeable(study, hardware)
     if study.kind == "search":
         check_feasible(study, info)
     return text
