@@ -1,8 +1,9 @@
 """Which backend runs a GSA module: one choice, made in `resolve` (docs/gsa.md §7).
 
 "auto" (the default) takes native for a non-empty float32 or float64 CPU input when the C kernels
-are loaded (not with GSA_NAS_NATIVE=0, see gsa_space.attention.settings), else torch_ops; the two
-give the same numbers. `attention_backend` chooses for a block of code, per thread (a
+are loaded (not with GSA_NAS_NATIVE=0, see gsa_space.attention.settings) and autocast is off, else
+torch_ops; the two give the same numbers. Under autocast, torch_ops runs the products in autocast's
+dtype, as the rest of the network and as CUDA do; native, when chosen, computes in float32. `attention_backend` chooses for a block of code, per thread (a
 threading.local, which torch.compile reads and guards on; it cannot trace a ContextVar).
 TorchScript tracing always runs torch_ops: fvcore's MAC count (gsa_space.complexity) traces the
 module and counts the PyTorch ops it sees, where a native operator would count zero.
@@ -67,19 +68,23 @@ def resolve(x: Tensor, weight: Tensor) -> str:
     """The backend ("torch_ops" or "native") that runs a module on x with projection `weight` now.
 
     An empty input runs torch_ops whatever the choice: nothing to compute, and the native
-    backend's BatchNorm call rejects an empty batch. Raises ValueError when "native" is chosen
-    for tensors it cannot take.
+    backend's BatchNorm call rejects an empty batch. Under autocast "auto" runs torch_ops (its
+    products in autocast's dtype); a chosen "native" computes in float32 (its operators' autocast
+    rule). Raises ValueError when "native" is chosen for tensors it cannot take.
     """
     if torch.jit.is_tracing() or not x.numel():
         return "torch_ops"
     choice = _CHOICE.name
+    device = x.device.type
+    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
     if choice == "auto":
-        return "native" if x.device.type == "cpu" and native.supports(x, weight) else "torch_ops"
-    if choice == "native" and not native.supports(x, weight):
+        return "native" if device == "cpu" and not autocast and native.supports(x, weight) else "torch_ops"
+    if choice == "native" and not native.supports(x, weight, autocast=autocast):
         raise ValueError(
             f"the native attention backend takes float32 or float64 tensors on the CPU (with the C kernels "
-            f"loaded: {native.kernels_loaded()}) or on the meta device, but got x {x.dtype} on {x.device}, "
-            f"weights {weight.dtype} on {weight.device}; choose 'auto' or 'torch_ops' instead.")
+            f"loaded: {native.kernels_loaded()}; float16 and bfloat16 under CPU autocast) or on the meta "
+            f"device, but got x {x.dtype} on {x.device}, weights {weight.dtype} on {weight.device}; "
+            f"choose 'auto' or 'torch_ops' instead.")
     return choice
 
 

@@ -6,9 +6,13 @@ logits (`_DenseStep`) for a window at least as long as the axis, or as logits fo
 a shifted apply (`_WindowApply`) for a shorter one. Math: docs/gsa.md; this backend equals
 gsa_space.attention.spec (tests/gsa_space/test_backends.py). fvcore's MAC count
 (gsa_space.complexity) traces this backend, on its plain ops: docs/gsa.md §8.
+Under autocast every product runs in autocast's dtype and the parameters' gradients come back in
+their own dtype, accumulated in it (docs/gsa.md §7, tests/gsa_space/test_autocast.py).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +53,30 @@ def _positional(p: GSAParams, q: Tensor, v: Tensor) -> Tensor:
     y = p.norm(y.view(B, H, W, h * dv).permute(0, 3, 1, 2))                 # (B, C, H, W), NHWC memory
     y = y.permute(0, 2, 3, 1).reshape(B, H, W, h, dv)                       # (B, H, W, h, dv)
     return axial_step(q, y, rel2, axis2, channels_last_out=False)           # (B, h, dv, H, W)
+
+
+def _compute_dtype(t: Tensor) -> torch.dtype:
+    """The dtype the products of a step on t run in: autocast's where it is on for t's device (and t
+    is not float64, which autocast leaves alone), else t's own."""
+    device = t.device.type
+    if t.dtype != torch.float64 and torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return t.dtype
+
+
+def _cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """t in `dtype`: t itself when it is (no op recorded when fvcore traces), else a cast that
+    autograd follows back to t's dtype."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _autocast_off(t: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off for t's device inside a hand-written step, whose operands already share one
+    dtype (autocast would promote some ops to float32 and mix dtypes), if it is on; else nothing."""
+    device = t.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        return torch.autocast(device, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _custom_backward(*tensors: Tensor) -> bool:
@@ -99,7 +127,8 @@ class _ContentStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
-        out, context = _content_heads(q, keys, v)
+        with _autocast_off(q):
+            out, context = _content_heads(q, keys, v)
         ctx.save_for_backward(q, keys, v, context)
         return out
 
@@ -107,7 +136,12 @@ class _ContentStep(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q, keys, v, context = ctx.saved_tensors
-        grad = grad.contiguous()                                                   # (B, h, dv, N)
+        with _autocast_off(q):
+            return _ContentStep._grads(q, keys, v, context, _cast(grad, q.dtype).contiguous())
+
+    @staticmethod
+    def _grads(q: Tensor, keys: Tensor, v: Tensor, context: Tensor, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """grad (B, h, dv, N), contiguous -> the grads of q, keys, v (B, N, h, dk|dv)."""
         grad_q, grad_keys, grad_v = (q.new_empty(t.shape) for t in (q, keys, v))  # (B, N, h, dk|dv)
         for j in range(q.shape[2]):
             g = grad[:, j]                                                         # (B, dv, N)
@@ -129,15 +163,19 @@ def content_step(q: Tensor, k: Tensor, v: Tensor, *, query_norm: bool) -> Tensor
     """`spec.content_attention` on channels-last maps: by heads (`_ContentStep`) on large maps;
     the plain ops (`_content_channels_last`) on small ones and when fvcore traces it.
 
-    q, k: (B, N, h, dk); v: (B, N, h, dv) -> (B, h, dv, N), contiguous.
+    q, k: (B, N, h, dk); v: (B, N, h, dv) -> (B, h, dv, N), contiguous. Under autocast the
+    products run in its dtype (a softmax that autocast runs in float32, as CUDA's does, is cast).
     """
     if torch.jit.is_tracing() or q.shape[1] < _HEADS_MIN_N:
         return _content_channels_last(q, k, v, query_norm=query_norm)
-    keys = k.softmax(dim=1)                                                        # (B, N, h, dk)
-    queries = q.softmax(dim=-1) if query_norm else q                               # (B, N, h, dk)
+    dtype = _compute_dtype(q)
+    keys = _cast(k.softmax(dim=1), dtype)                                          # (B, N, h, dk)
+    queries = _cast(q.softmax(dim=-1) if query_norm else q, dtype)                 # (B, N, h, dk)
+    v = _cast(v, dtype)                                                            # (B, N, h, dv)
     if _custom_backward(queries, keys, v):
         return _ContentStep.apply(queries, keys, v)
-    return _content_heads(queries, keys, v)[0]
+    with _autocast_off(q):
+        return _content_heads(queries, keys, v)[0]
 
 
 def _absolute_embedding(rel: Tensor, size: int) -> Tensor:
@@ -219,26 +257,40 @@ def _dense(q: Tensor, v: Tensor, emb: Tensor, axis: str, channels_last_out: bool
 
 class _DenseStep(torch.autograd.Function):
     """`_dense` with a hand-written backward: grads go straight into full buffers, every tiny
-    product keeps the fast orientation, and the embedding grad accumulates in place."""
+    product keeps the fast orientation, and the embedding grad accumulates in place.
+
+    q and v share one dtype, the products'; the embedding may be wider (float32 under autocast):
+    it is cast for the products, and its gradient accumulates in its own dtype.
+    """
 
     @staticmethod
     def forward(ctx, q: Tensor, v: Tensor, emb: Tensor, axis: str, channels_last_out: bool) -> Tensor:
         saved: list = []
-        out = _dense(q, v, emb, axis, channels_last_out, saved)
-        ctx.save_for_backward(emb)
+        emb_q = _cast(emb, q.dtype)                                      # (S*h, dk, S'), the products' dtype
+        with _autocast_off(q):
+            out = _dense(q, v, emb_q, axis, channels_last_out, saved)
+        ctx.save_for_backward(emb_q)
         ctx.saved, ctx.axis, ctx.shapes = saved, axis, (q.shape, v.shape, channels_last_out)
+        ctx.emb_dtype = emb.dtype
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        (emb,) = ctx.saved_tensors
+        with _autocast_off(emb):
+            return _DenseStep._grads(ctx, emb, _cast(grad_out, emb.dtype))
+
+    @staticmethod
+    def _grads(ctx, emb: Tensor, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         (B, H, W, h, dk), dv, cl_out = ctx.shapes[0], ctx.shapes[1][-1], ctx.shapes[2]
-        (emb,), axis = ctx.saved_tensors, ctx.axis
+        axis = ctx.axis
         S, other = (H, W) if axis == "col" else (W, H)
         transposed = S > dv
         g_cl = grad_out if cl_out else grad_out.permute(0, 3, 4, 1, 2)  # (B, H, W, h, dv), a view
         grad_q, grad_v = grad_out.new_empty(B, H, W, h, dk), grad_out.new_empty(B, H, W, h, dv)
-        grad_emb = torch.zeros_like(emb)                                 # (S*h, dk, S')
+        widen = ctx.emb_dtype != emb.dtype           # under autocast: the chunks' products summed in float32
+        grad_emb = torch.zeros_like(emb, dtype=ctx.emb_dtype)            # (S*h, dk, S')
         start = 0
         for queries, logits, values in ctx.saved:
             n = queries.shape[1] // other
@@ -256,7 +308,10 @@ class _DenseStep(torch.autograd.Function):
             _lines(grad_v[part], axis).copy_(_to_lines(gv, n, other, h, transposed))
             gq = torch.bmm(g_logits, emb.transpose(1, 2))                # (S*h, P, dk)
             _lines(grad_q[part], axis).copy_(gq.view(S, h, n, other, dk).permute(2, 3, 0, 1, 4))
-            grad_emb.baddbmm_(queries.transpose(1, 2), g_logits)         # (S*h, dk, S')
+            if widen:
+                grad_emb += torch.bmm(queries.transpose(1, 2), g_logits)  # (S*h, dk, S')
+            else:
+                grad_emb.baddbmm_(queries.transpose(1, 2), g_logits)     # (S*h, dk, S')
             start += n
         return grad_q, grad_v, grad_emb, None, None
 
@@ -289,12 +344,18 @@ class _WindowApply(torch.autograd.Function):
     def forward(ctx, logits: Tensor, v: Tensor, dim: int) -> Tensor:
         ctx.save_for_backward(logits, v)
         ctx.dim = dim
-        return _window_apply(logits, v, dim)
+        with _autocast_off(v):
+            return _window_apply(logits, v, dim)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (logits, v), dim = ctx.saved_tensors, ctx.dim
+        logits, v = ctx.saved_tensors
+        with _autocast_off(v):
+            return _WindowApply._grads(logits, v, _cast(grad, v.dtype), ctx.dim)
+
+    @staticmethod
+    def _grads(logits: Tensor, v: Tensor, grad: Tensor, dim: int) -> tuple[Tensor | None, ...]:
         c = (logits.shape[-1] - 1) // 2
         grad_logits = torch.zeros_like(logits)                                      # (B, H, W, h, L), its strides
         grad_logits[..., c] = (grad * v).sum(-1)
@@ -322,12 +383,13 @@ def _relative_windowed(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels
     # Logits transposed, (h, L, N): a product whose output's last dim is long runs several times
     # faster (forward and backward) than the (N, L) one; the apply reads one (h, N) block per offset.
     queries = q.reshape(B * H * W, h, dk).permute(1, 2, 0)            # (h, dk, N)
-    logits = torch.bmm(rel, queries)                                  # (h, L, N)
+    logits = torch.bmm(_cast(rel, q.dtype), queries)                  # (h, L, N)
     logits = logits.view(h, -1, B, H, W).permute(2, 3, 4, 0, 1)       # (B, H, W, h, L), a view
     if _custom_backward(logits, v):
         out = _WindowApply.apply(logits, v, dim)                      # (B, H, W, h, dv)
     else:
-        out = _window_apply(logits, v, dim)                           # (B, H, W, h, dv)
+        with _autocast_off(v):
+            out = _window_apply(logits, v, dim)                       # (B, H, W, h, dv)
     return out.contiguous() if channels_last_out else out.permute(0, 3, 4, 1, 2).contiguous()
 
 
@@ -342,7 +404,11 @@ def axial_step(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_ou
     A window shorter than the axis (L < S) takes the windowed path, whose cost is linear in L;
     otherwise the dense S x S logits (a banded matrix when 2 * S - 1 > L >= S). Without
     gradients (and when fvcore traces it) the dense step runs as plain ops, else as `_DenseStep`.
+    Under autocast q, v and the embedding's products run in autocast's dtype; rel's gradient
+    comes back in rel's dtype.
     """
+    dtype = _compute_dtype(q)
+    q, v = _cast(q, dtype), _cast(v, dtype)                            # (B, H, W, h, dk|dv)
     S = q.shape[1] if axis == "col" else q.shape[2]
     if rel.shape[1] < S:
         return _relative_windowed(q, v, rel, axis, channels_last_out=channels_last_out)
@@ -350,4 +416,5 @@ def axial_step(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_ou
     emb = _absolute_embedding(rel, S).reshape(S * h, dk, S)            # (S*h, dk, S')
     if _custom_backward(q, v, emb):
         return _DenseStep.apply(q, v, emb, axis, channels_last_out)
-    return _dense(q, v, emb, axis, channels_last_out, None)
+    with _autocast_off(q):
+        return _dense(q, v, _cast(emb, dtype), axis, channels_last_out, None)

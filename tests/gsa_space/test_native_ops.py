@@ -137,13 +137,25 @@ def test_native_module_compiled_equals_eager_bit_for_bit(compiler):
     assert int(m.norm.num_batches_tracked) == 2  # the compiled forward kept nn.BatchNorm2d's count
 
 
-def test_native_module_under_cpu_autocast_runs_in_the_input_dtype():
-    # autocast has no rule for gsa_nas operators: a float32 input runs in float32, as without it
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_native_module_under_cpu_autocast_runs_in_float32(dtype):
+    # the gsa_nas operators' autocast rule: float16 / bfloat16 inputs are cast to float32, the
+    # kernels' dtype, and the output stays float32 (as for autocast's float32 ops)
     torch.manual_seed(0)
     m = GlobalSelfAttention(8, 8, heads=2, dim_key=4, max_size=6).eval()
-    x = torch.randn(2, 8, 6, 6)
+    x = torch.randn(2, 8, 6, 6).to(dtype)
     with torch.no_grad():
-        plain = m(x)
+        plain = m(x.float())
         with torch.autocast("cpu", dtype=torch.bfloat16):
             cast = m(x)
     assert cast.dtype == torch.float32 and torch.equal(cast, plain)
+
+
+def test_axial_step_operator_under_cpu_autocast_runs_in_float32():
+    gen = torch.Generator().manual_seed(1)
+    q, v = torch.randn(2, 4, 5, 2, 3, generator=gen), torch.randn(2, 4, 5, 2, 4, generator=gen)
+    rel = torch.randn(2, 5, 3, generator=gen)
+    with torch.autocast("cpu", dtype=torch.float16):
+        cast = native.axial_step(q.half(), v.half(), rel, "col", channels_last_out=True)
+    assert cast.dtype == torch.float32 and torch.equal(cast, native.axial_step(q.half().float(), v.half().float(),
+                                                                                 rel, "col", channels_last_out=True))

@@ -149,7 +149,7 @@ def backward(grad: Tensor, x: Tensor, weight: Tensor, qkv: Tensor, x_rows: Tenso
     gq, gk, gv = _split(grad_cl, heads, dim_key, content)
     q, k, v = _split(qkv, heads, dim_key, content)
     h, dv = heads, v.shape[-1]
-    g_lines = grad.view(B, h, dv, H, W)
+    g_lines = grad.view(B, h, dv, H, W)                                        # a view: only C splits
     grads_rel: dict[str, Tensor] = {}
     g_bn_w = g_bn_b = None
     if positional:
@@ -167,7 +167,9 @@ def backward(grad: Tensor, x: Tensor, weight: Tensor, qkv: Tensor, x_rows: Tenso
         flat = lambda t: t.flatten(1, 2)                                       # noqa: E731
         queries = queries if query_norm else flat(q)
         g_queries = torch.empty_like(queries) if query_norm else flat(gq)
-        kernels.content_backward(queries, flat(k), flat(v), grad.view(B, h, dv, H * W), summary,
+        # The kernel reads any strides; reshape copies only a gradient whose H and W do not merge
+        # (a transposed one, or one broadcast along W).
+        kernels.content_backward(queries, flat(k), flat(v), grad.reshape(B, h, dv, H * W), summary,
                                  into=(g_queries, flat(gk), flat(gv)), add=(positional and not query_norm, positional))
         if query_norm:
             g_q = torch._softmax_backward_data(g_queries, queries, 3, queries.dtype)

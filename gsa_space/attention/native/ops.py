@@ -4,7 +4,9 @@ gsa_nas::gsa_forward and gsa_nas::gsa_backward run the whole module (fused.py);
 gsa_nas::axial_step and gsa_nas::axial_step_backward one axial relative step (kernels.py). Each
 has a fake implementation (shapes, dtypes and strides only) and each forward an autograd formula,
 so that autograd, the meta device, FakeTensor and torch.compile see one operator where a ctypes
-call would otherwise stop them. `gsa_forward` and `axial_step` are the backend's entry points.
+call would otherwise stop them; each forward has a CPU autocast rule too: the kernels compute in
+float32, so under autocast their float16 / bfloat16 inputs are cast to it (docs/gsa.md §7).
+`gsa_forward` and `axial_step` are the backend's entry points.
 """
 
 # No `from __future__ import annotations`: torch.library reads the operators' schemas from the
@@ -28,11 +30,18 @@ def kernels_loaded() -> bool:
     return kernels.library() is not None
 
 
-def supports(*tensors: Tensor) -> bool:
+# What CPU autocast makes of an input dtype before a gsa_nas operator runs (its autocast rule).
+_UNDER_AUTOCAST = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
+
+
+def supports(*tensors: Tensor, autocast: bool = False) -> bool:
     """Whether the native backend takes these tensors: one dtype, float32 or float64, and all on the
-    CPU with the kernels loaded, or all on the meta device (shapes only, through the fake impls)."""
-    dtype, devices = tensors[0].dtype, {t.device.type for t in tensors}
-    if dtype not in kernels.DTYPES or any(t.dtype != dtype for t in tensors):
+    CPU with the kernels loaded, or all on the meta device (shapes only, through the fake impls).
+    With `autocast` (on for the CPU), the dtypes are those after the operators' autocast rule,
+    which casts float16 and bfloat16 to float32."""
+    dtypes = {_UNDER_AUTOCAST.get(t.dtype, t.dtype) if autocast else t.dtype for t in tensors}
+    devices = {t.device.type for t in tensors}
+    if len(dtypes) != 1 or not dtypes <= set(kernels.DTYPES):
         return False
     return devices == {"meta"} or (devices == {"cpu"} and kernels_loaded())
 
@@ -124,6 +133,10 @@ def _gsa_backward_formula(ctx, grad, *_):
 
 
 _gsa_forward.register_autograd(_gsa_backward_formula, setup_context=_gsa_setup_context)
+# The kernels compute in float32 (or float64, which autocast leaves alone): under CPU autocast the
+# operator takes its float16 / bfloat16 inputs as float32 and returns float32, as autocast's
+# float32 ops do; autograd takes the gradients back through the casts.
+_gsa_forward.register_autocast("cpu", torch.float32)
 
 
 def gsa_forward(p: GSAParams, x: Tensor) -> Tensor:
@@ -194,6 +207,7 @@ def _axial_backward_formula(ctx, grad):
 
 
 _axial_step.register_autograd(_axial_backward_formula, setup_context=_axial_setup_context)
+_axial_step.register_autocast("cpu", torch.float32)
 
 
 def axial_step(q: Tensor, v: Tensor, rel: Tensor, axis: str, *, channels_last_out: bool) -> Tensor:
