@@ -18,6 +18,7 @@ __all__ = [
     "DataConfig", "TrainConfig", "ModelConfig", "Variant", "Resources", "SamplerConfig",
     "PrunerConfig", "SearchConfig", "Study", "TrialSpec", "StudyError", "frozen", "planned_trials",
     "DATASETS", "DATASET_SHAPES", "SAMPLERS", "PRUNERS", "OPTUNA_PRUNERS", "DIRECTIONS", "CONSTRAINT_KEYS",
+    "AMP_MODES", "amp_mode",
 ]
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100")
@@ -33,6 +34,18 @@ PRUNERS: tuple[str, ...] = ("median", "percentile", "successive_halving", "hyper
 OPTUNA_PRUNERS: tuple[str, ...] = ("median", "percentile", "successive_halving", "hyperband")
 DIRECTIONS: tuple[str, ...] = ("max", "min")
 CONSTRAINT_KEYS: tuple[str, ...] = ("max_gmacs", "max_params")
+# Mixed precision of a trial: autocast to bfloat16, to float16 (with a gradient scaler, for GPUs
+# without bfloat16), or none. YAML's true / false (also on / off / yes / no) read as bf16 / off.
+AMP_MODES: tuple[str, ...] = ("bf16", "fp16", "off")
+
+
+def amp_mode(value: Any) -> str:
+    """`train.amp` as one of AMP_MODES: a bool reads as "bf16" (True) or "off" (False)."""
+    if isinstance(value, bool):
+        return "bf16" if value else "off"
+    if value not in AMP_MODES:
+        raise ValueError(f"train.amp must be one of {', '.join(AMP_MODES)} (or true / false), but got {value!r}.")
+    return value
 
 
 def frozen(value: Any) -> Any:
@@ -67,8 +80,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: int = 0
-    amp: bool = True
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # a bool is read as bf16 / off (amp_mode)
     channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amp", amp_mode(self.amp))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from search.cifar import find_archive
 from search.study import keys
 from search.study import readers as chk
 from search.study.readers import Where, join
-from search.study.schema import (DATASETS, OPTIMIZERS, SCHEDULES, DataConfig, ModelConfig, Resources, TrainConfig,
-                                 Variant, frozen)
+from search.study.schema import (AMP_MODES, DATASETS, OPTIMIZERS, SCHEDULES, DataConfig, ModelConfig, Resources,
+                                 TrainConfig, Variant, amp_mode, frozen)
 
 COMMON_KEYS = ("name", "description", "kind", "data", "model", "train", "seeds", "resources", "max_concurrent",
                "max_failures")
@@ -23,8 +23,8 @@ ABLATION_KEYS = ("baseline", "variants")
 SEARCH_KEYS = ("space", "sampler", "num_samples", "objectives", "constraints", "pruner", "max_rejections")
 TRAIN_INT = {"epochs": 1, "batch_size": 1, "warmup_epochs": 0}
 TRAIN_FLOAT = {"lr": "positive", "momentum": (0.0, 1.0), "weight_decay": (0.0, None), "label_smoothing": (0.0, 0.99)}
-TRAIN_BOOL = ("amp", "channels_last")
-TRAIN_KEYS = tuple(TRAIN_INT) + tuple(TRAIN_FLOAT) + TRAIN_BOOL + ("optimizer", "schedule")
+TRAIN_BOOL = ("channels_last",)
+TRAIN_KEYS = tuple(TRAIN_INT) + tuple(TRAIN_FLOAT) + ("amp",) + TRAIN_BOOL + ("optimizer", "schedule")
 
 
 def parse_data(where: Where, raw: Any) -> DataConfig:
@@ -68,6 +68,8 @@ def train_value(where: Where, path: str, key: str, value: Any) -> Any:
         return chk.number(where, path, value, minimum=rule[0], maximum=rule[1])
     if key in TRAIN_BOOL:
         return chk.boolean(where, path, value)
+    if key == "amp":  # true / false as written before the three modes: bf16 / off
+        return amp_mode(value) if isinstance(value, bool) else chk.choice(where, path, value, AMP_MODES, "amp mode")
     if key == "optimizer":
         return chk.choice(where, path, value, OPTIMIZERS, "optimizer")
     if key == "schedule":
