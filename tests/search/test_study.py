@@ -208,7 +208,7 @@ def test_resolve_trial_unknown_variant_names_known_ones() -> None:
 def test_train_config_defaults_match_contract() -> None:
     t = TrainConfig(epochs=1)
     assert (t.batch_size, t.optimizer, t.lr, t.momentum, t.weight_decay) == (64, "adamw", 3e-3, 0.9, 5e-4)
-    assert (t.label_smoothing, t.schedule, t.warmup_epochs, t.amp, t.channels_last) == (0.0, "cosine", 0, True, True)
+    assert (t.label_smoothing, t.schedule, t.warmup_epochs, t.amp, t.channels_last) == (0.0, "cosine", 0, "bf16", True)
 
 
 def _shipped_list() -> str:
