@@ -3,8 +3,9 @@
 "auto" (the default) takes native for a non-empty float32 or float64 CPU input when the C kernels
 are loaded (not with GSA_NAS_NATIVE=0, see gsa_space.attention.settings) and autocast is off, else
 torch_ops; the two give the same numbers. Under autocast, torch_ops runs the products in autocast's
-dtype, as the rest of the network and as CUDA do; native, when chosen, computes in float32. `attention_backend` chooses for a block of code, per thread (a
-threading.local, which torch.compile reads and guards on; it cannot trace a ContextVar).
+dtype, as the rest of the network and as CUDA do; native, when chosen, computes in float32.
+`attention_backend` chooses for a block of code, per thread (a threading.local, which
+torch.compile reads and guards on; it cannot trace a ContextVar).
 TorchScript tracing always runs torch_ops: fvcore's MAC count (gsa_space.complexity) traces the
 module and counts the PyTorch ops it sees, where a native operator would count zero.
 """
