@@ -25,12 +25,12 @@ from reports import write_report
 from search.env_info import env_info
 from search.results import RESOLVED_KEYS, records_summary, space_fields, write_results
 from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
-from search.tune.ledger import Ledger, open_study
 from search.output import say
 from search.resources import check_placeable
 from search.run_lock import RunLock
-from search.storage import check_sqlite_file, check_url, connect, without_password
+from search.storage import check_sqlite_file, check_url, connect, sqlite_file, without_password
 from search.study.readers import Where, name as name_rule
+from search.tune.ledger import Ledger, open_study
 from search.tune.plan import pending_reruns, plan_work, remaining_work, retryable
 from search.tune.space_compile import decode_params, make_pruner, make_sampler
 
@@ -123,8 +123,8 @@ def _open_resume(resume: str, storage: str | None,
     old = R.read_run_record(run_dir)
     if storage:
         check_url(storage)
-    if not storage and str(old.storage).startswith("sqlite:///"):
-        check_sqlite_file(Path(str(old.storage)[len("sqlite:///"):]))
+    if not storage and sqlite_file(str(old.storage)) is not None:
+        check_sqlite_file(sqlite_file(str(old.storage)))
     url = storage or old.storage
     record = run_record(st, name=old.name, storage=url, started=old.started, run_id=old.run_id)
     return st, run_dir, dataclasses.replace(record, wall_s=old.wall_s), url
@@ -211,7 +211,7 @@ class _Stop:
     sigterm: bool = False
 
 
-def _handle_sigterm(stop: _Stop) -> Any:
+def _handle_sigterm(stop: _Stop) -> None:
     """SIGTERM (Slurm, Kubernetes, `timeout`) stops the run like Ctrl-C: raised as SIGINT, which a
     running Tune experiment takes as "stop launching, let running trials checkpoint", and which
     elsewhere is a KeyboardInterrupt. Installed after Ray starts: Ray's own handler aborts."""
@@ -219,7 +219,7 @@ def _handle_sigterm(stop: _Stop) -> Any:
         stop.sigterm = True
         signal.raise_signal(signal.SIGINT)
 
-    return signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 class _WallClock(threading.Thread):
@@ -289,7 +289,8 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
 
 def _new_ledger(st: Study, record: R.RunRecord, url: str, run_dir: Path) -> Ledger:
     """The new run's Optuna study; the run directory must exist first when the storage is its optuna.db."""
-    if url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent == run_dir.resolve():
+    database = sqlite_file(url)
+    if database is not None and database.parent == run_dir.resolve():
         run_dir.mkdir(parents=True, exist_ok=True)
     return open_ledger(st, record, url, create=True)
 
@@ -334,6 +335,7 @@ def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger, *, addre
         raise
     finally:
         clock.done.set()
+        clock.join()  # its last rewrite must not land after the final record below
         ledger.close_running()
         frame = write_outputs(run_dir, st, ledger)
         if status == R.FINISHED and remaining_work(st, ledger):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["StorageError", "check_url", "check_sqlite_file", "connect", "without_password"]
+__all__ = ["StorageError", "check_url", "check_sqlite_file", "connect", "sqlite_file", "without_password"]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -47,6 +47,12 @@ def check_url(url: str) -> None:
     except (ArgumentError, NoSuchModuleError, ValueError) as err:
         raise StorageError(f"--storage {_redacted(url)}: not a database URL SQLAlchemy can use ({err}); "
                            f"give e.g. sqlite:///path/optuna.db or postgresql+psycopg://user@host/db") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` URL; None for any other URL."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix):]) if url.startswith(prefix) else None
 
 
 def check_sqlite_file(path: Path) -> None:
