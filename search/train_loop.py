@@ -4,7 +4,8 @@ A `Trainer` turns a `TrialSpec` and in-memory `DataSplits` into epochs of traini
 validation, seeded from the spec (the data order of epoch e from (seed, e)), so a trainer
 restored after epoch k repeats epochs k+1.. of an uninterrupted run exactly on the CPU.
 On CUDA it trains in `train.amp` mixed precision (bf16, or fp16 with a gradient scaler) and in
-`train.channels_last`; on the CPU in float32 NCHW unless told `autocast_on_cpu`.
+`train.channels_last`; on the CPU in float32 NCHW unless told `autocast_on_cpu`. With
+`train.compile` the network runs through `torch.compile` (`compile_backend`, inductor by default).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.nn import functional as F
 from gsa_space.networks import build_net
 from search.data import DataSplits, augment_batch
 from search.optim import build_optimizer, lr_at, set_lr
-from search.worker import configure_process
+from search.worker import allow_recompiles, configure_process
 
 if TYPE_CHECKING:
     from search.study import TrialSpec
@@ -97,6 +98,8 @@ class Trainer:
         autocast_on_cpu: on the CPU too, train as on CUDA: autocast to `train.amp` (fp16 with a
             `torch.amp.GradScaler`) and `train.channels_last`. Off by default: the CPU trains in
             float32 NCHW, which is faster there and what the quickstart's numbers come from.
+        compile_backend: the `torch.compile` backend used when `train.compile` is on ("inductor";
+            tests take "aot_eager", which compiles in seconds on 2 cores).
 
     Example:
         >>> trainer = Trainer(spec, load_data(DataConfig("digits")))
@@ -105,7 +108,7 @@ class Trainer:
 
     def __init__(self, spec: TrialSpec, data: DataSplits, *, device: str | torch.device = "cpu",
                  augment: bool = True, model_factory: Callable[[Any], nn.Module] | None = None,
-                 autocast_on_cpu: bool = False) -> None:
+                 autocast_on_cpu: bool = False, compile_backend: str = "inductor") -> None:
         self.spec, self.train_cfg, self.seed = spec, spec.train, int(spec.seed)
         for name in ("epochs", "batch_size"):
             value = getattr(self.train_cfg, name)
@@ -124,6 +127,14 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # the weights follow the seed; the global RNG is left alone
             torch.manual_seed(self.seed)
             self.model = (model_factory or build_net)(spec.net).to(self.device, memory_format=self.memory_format)
+        # Forward passes go through the compiled module; weights, checkpoints and the optimizer stay
+        # on `model` itself (its state_dict keys carry no `_orig_mod.` prefix). Dynamo inlines
+        # nn.Module calls, so a later trial of the same architecture in this worker reuses the
+        # compiled graphs; another architecture hits inductor's on-disk cache.
+        self.net: nn.Module | Callable[[Tensor], Tensor] = self.model
+        if self.train_cfg.compile:
+            allow_recompiles()
+            self.net = torch.compile(self.model, backend=compile_backend)
         self.optimizer = build_optimizer(self.model, self.train_cfg)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=float(self.train_cfg.label_smoothing))
 
@@ -163,7 +174,7 @@ class Trainer:
         x = x.contiguous(memory_format=self.memory_format)                   # (B, C, H, W)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
                             enabled=self.amp_dtype is not None):
-            return self.model(x)                                               # (B, classes)
+            return self.net(x)                                                 # (B, classes)
 
     def _batches(self, epoch: int) -> tuple[Tensor, torch.Generator | None]:
         gen = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))

@@ -82,6 +82,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # a bool is read as bf16 / off (amp_mode)
     channels_last: bool = True
+    compile: bool = False  # torch.compile the network (search.train_loop.Trainer)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amp", amp_mode(self.amp))

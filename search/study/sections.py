@@ -23,7 +23,7 @@ ABLATION_KEYS = ("baseline", "variants")
 SEARCH_KEYS = ("space", "sampler", "num_samples", "objectives", "constraints", "pruner", "max_rejections")
 TRAIN_INT = {"epochs": 1, "batch_size": 1, "warmup_epochs": 0}
 TRAIN_FLOAT = {"lr": "positive", "momentum": (0.0, 1.0), "weight_decay": (0.0, None), "label_smoothing": (0.0, 0.99)}
-TRAIN_BOOL = ("channels_last",)
+TRAIN_BOOL = ("channels_last", "compile")
 TRAIN_KEYS = tuple(TRAIN_INT) + tuple(TRAIN_FLOAT) + ("amp",) + TRAIN_BOOL + ("optimizer", "schedule")
 
 
