@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test bench gpu-deps clean
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +28,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_attention.py
 	$(BIN)/python benchmarks/bench_harness.py
 
+# The pure-Python packages a lent GPU machine lacks (benchmarks/gpu_check.sh), copied from the venv.
+gpu-deps: install
+	rm -rf .gpu-deps && mkdir -p .gpu-deps
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	for pkg in fvcore iopath yacs termcolor tabulate portalocker gsa_pytorch; do cp -r "$$site/$$pkg" .gpu-deps/; done
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .gpu-deps
