@@ -3,7 +3,7 @@
 `tuner.run_session` runs one Tune experiment; `searcher` (Optuna ask/tell, budgets) and
 `scheduler` (pruning) keep the Optuna `ledger`; `trainable` trains a trial named by a
 `trial_config.TrialConfig`; `plan` decides what a session launches; `space_compile` turns a
-study's space into Optuna suggestions; `ray_env` quiets Ray at the process edge. Names are
+study's space into Optuna suggestions; `ray_env` quiets Ray at the process edge; `cluster` joins the user's Ray or starts one. Names are
 imported lazily (by importlib, declared in tests/test_architecture.py) so that a Tune worker
 loading `trainable` pays only for torch.
 """
@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["run_session", "start_ray", "stop_ray", "cluster_resources", "SessionOutcome", "Ledger", "open_study", "GsaTrainable"]
 
 _WHERE = {
-    "run_session": "search.tune.tuner", "start_ray": "search.tune.tuner", "stop_ray": "search.tune.tuner",
+    "run_session": "search.tune.tuner", "start_ray": "search.tune.cluster", "stop_ray": "search.tune.tuner",
     "cluster_resources": "search.tune.tuner", "SessionOutcome": "search.tune.tuner",
     "Ledger": "search.tune.ledger", "open_study": "search.tune.ledger", "GsaTrainable": "search.tune.trainable",
 }

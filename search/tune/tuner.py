@@ -1,6 +1,6 @@
 """Ray Tune session: start (or join) Ray, put the data once, run the trials, shut down.
 
-This is the one place that starts or joins Ray; the environment variables that quiet Ray are set
+`search.tune.cluster` decides which Ray a run uses and starts or joins it; the environment variables that quiet Ray are set
 before `ray` is first imported, by `search.tune.ray_env` (the package's first import).
 Each call is one Tune experiment under `RUN_DIR/tune/<session>`; a resumed run starts a new
 session, with the work list computed from the Optuna ledger, not from Tune's snapshot.
@@ -9,7 +9,6 @@ session, with the work list computed from the Optuna ledger, not from Tune's sna
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,6 +18,7 @@ from ray import tune
 
 from search.resources import Available, capacity
 from search.study import Study, TrialSpec
+from search.tune.cluster import start_ray
 from search.tune.ledger import Ledger
 from search.tune.progress import ProgressLine, Tally
 from search.tune.ray_env import apply_ray_env
@@ -26,9 +26,6 @@ from search.tune.scheduler import make_scheduler
 from search.tune.searcher import GsaSearcher
 from search.tune.trainable import GsaTrainable
 from search.tune.trial_config import trial_key_of
-
-AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
-
 
 @dataclass(frozen=True)
 class SessionOutcome:
@@ -43,28 +40,6 @@ class SessionOutcome:
 def trial_dirname(trial: Any) -> str:
     """Tune's per-trial folder: the trial key and Tune's id (short and readable)."""
     return f"{trial_key_of(trial.config)}_{trial.trial_id}"
-
-
-def start_ray(address: str | None) -> None:
-    """Join `address`, or start a local Ray with every core of this machine (no dashboard)."""
-    if ray.is_initialized():
-        return
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
-             "configure_logging": True}
-    if address:  # the user's cluster: its authentication settings and Ray's warnings stand
-        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
-        return
-    # A new local Ray turns token authentication on by default and warns that it did so on every
-    # run. Auth stays on (we never set RAY_AUTH_MODE); only that one notice is muted, while
-    # ray.init runs. Setting RAY_AUTH_MODE=token here instead fails: Ray has already read its
-    # config at import time.
-    notice = logging.getLogger(AUTH_NOTICE_LOGGER)
-    level = notice.level
-    notice.setLevel(logging.ERROR)
-    try:
-        ray.init(num_cpus=os.cpu_count(), **quiet)
-    finally:
-        notice.setLevel(level)
 
 
 def cluster_resources(address: str | None) -> Available:

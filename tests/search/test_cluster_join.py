@@ -1,0 +1,192 @@
+"""Joining a Ray cluster through the real CLI: with token authentication on and off, the token
+taken the way Ray takes it without RAY_AUTH_MODE, and every refusal one line with exit 2 before
+the run directory exists.
+
+Each cluster is a real `ray start --head --block` on 127.0.0.1 started by the fixture in its own
+process group, with its own --temp-dir, ports, HOME and RAY_AUTH_MODE / token file set
+explicitly (Ray 2.60 decides authentication from both), and stopped by killing that group (never
+`ray stop`, which would stop every Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY = Path(sys.executable).with_name("ray")
+TOKEN = "gsa0nas0test0token0" + "7" * 13
+SETS = ["train.epochs=1", "train.warmup_epochs=0", "seeds=[0]", "variants={both: {}}", "max_concurrent=1"]
+RAY_VARIABLES = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in RAY_VARIABLES}
+    return {**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+class Head:
+    """One `ray start --head --block` in a process group of its own."""
+
+    def __init__(self, auth: bool) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="gsa-ray-", dir="/tmp"))
+        self.home = self.root / "home"
+        (self.home / ".ray").mkdir(parents=True)
+        self.token_file = self.root / "token"
+        self.token_file.write_text(TOKEN)
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        auth_env = ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file)} if auth
+                    else {"RAY_AUTH_MODE": "disabled"})
+        cmd = [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+               f"--temp-dir={self.root / 'ray'}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
+               "--disable-usage-stats",
+               f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}"]
+        self.proc = subprocess.Popen(cmd, env=clean_env(self.home, **auth_env), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        deadline, seen = time.monotonic() + 180, []
+        for line in self.proc.stdout:  # --block prints this once every process of the head is up
+            seen.append(line)
+            if "Ray runtime started" in line:
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            self.stop()
+            pytest.fail("ray start --head exited:\n" + "".join(seen[-20:]))
+
+    def driver_logs(self) -> list[Path]:
+        """Core-driver logs in this head's session: one per driver that joined it."""
+        return sorted((self.root / "ray" / "session_latest" / "logs").glob("python-core-driver-*"))
+
+    def stop(self) -> None:
+        """SIGKILL: the group of `ray start --block`, then Ray's daemons that left it, by PID."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        found = subprocess.run(["pgrep", "-f", str(self.root / "ray")], capture_output=True, text=True).stdout
+        for pid in found.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def auth_head():
+    head = Head(auth=True)
+    yield head
+    head.stop()
+
+
+@pytest.fixture(scope="module")
+def open_head():
+    head = Head(auth=False)
+    yield head
+    head.stop()
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+def run_args(out: Path, *extra: str) -> list[str]:
+    args = ["run", "quickstart", "--out", str(out), "--name", "joined", "--no-report", *extra]
+    for item in SETS:
+        args += ["--set", item]
+    return args
+
+
+def one_line_refusal(proc: subprocess.CompletedProcess, out: Path, *needles: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (out / "joined").exists()                          # refused before anything was created
+
+
+@pytest.mark.slow
+def test_address_with_auth_on_and_no_token_is_one_line(auth_head, tmp_path):
+    env = clean_env(tmp_path / "home")                            # no token anywhere, no RAY_AUTH_MODE
+    proc = cli(*run_args(tmp_path, "--address", auth_head.address), env=env)
+    one_line_refusal(proc, tmp_path, auth_head.address, "token authentication on", "RAY_AUTH_TOKEN",
+                     "RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
+
+
+@pytest.mark.slow
+def test_address_with_a_wrong_token_is_one_line(auth_head, tmp_path):
+    env = clean_env(tmp_path / "home", RAY_AUTH_TOKEN="not" + TOKEN[3:])
+    proc = cli(*run_args(tmp_path, "--address", auth_head.address), env=env)
+    one_line_refusal(proc, tmp_path, "refused the token from RAY_AUTH_TOKEN", "ray get-auth-token")
+
+
+@pytest.mark.slow
+def test_an_address_nobody_answers_is_one_line(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    proc = cli(*run_args(tmp_path, "--address", address), env=clean_env(tmp_path / "home"))
+    one_line_refusal(proc, tmp_path, f"no Ray cluster answers at {address}")
+
+
+def finished(out: Path) -> dict:
+    record = json.loads((out / "joined" / "run.json").read_text())
+    assert record["status"] == "finished", record
+    rows = (out / "joined" / "results.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",complete," in rows[1], rows          # header + both-s0
+    return record
+
+
+@pytest.mark.slow
+def test_address_with_auth_on_takes_the_token_from_ray_auth_token_path(auth_head, tmp_path):
+    before = auth_head.driver_logs()
+    env = clean_env(tmp_path / "home", RAY_AUTH_TOKEN_PATH=str(auth_head.token_file))
+    proc = cli(*run_args(tmp_path, "--address", auth_head.address), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    finished(tmp_path)
+    assert len(auth_head.driver_logs()) == len(before) + 1         # it ran on that cluster
+
+
+@pytest.mark.slow
+def test_plain_run_with_ray_address_joins_an_open_cluster_and_says_so(open_head, tmp_path):
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a token of some other cluster")  # not needed: not used
+    before = open_head.driver_logs()
+    proc = cli(*run_args(tmp_path), env=clean_env(home, RAY_ADDRESS=open_head.address))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"joining the Ray cluster at {open_head.address} (RAY_ADDRESS)" in proc.stdout
+    assert "num_cpus" not in proc.stderr
+    finished(tmp_path)
+    assert len(open_head.driver_logs()) == len(before) + 1
+
+
+def test_a_cluster_found_on_this_machine_is_not_joined_silently(open_head, monkeypatch):
+    from search.tune.cluster import choose_ray
+
+    for name in RAY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(open_head.root))           # where `ray start` left its address file
+    target = choose_ray(None)
+    assert target.address is None                                  # a Ray of the run's own
+    assert "a Ray cluster runs on this machine" in target.notice and "--address" in target.notice
+    assert choose_ray("local").address is None
+    joined = choose_ray(open_head.address)
+    assert joined.address is not None and joined.shown == open_head.address
