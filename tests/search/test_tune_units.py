@@ -116,10 +116,10 @@ def test_finish_pruned_keeps_intermediate_values_and_state_attr():
 def test_finish_infeasible_is_pruned_without_intermediate_values():
     ledger = _ledger()
     trial = ledger.study.ask()
-    trial.set_constraint("gmacs", 0.01)
+    ledger.set_constraints(trial.number, [0.01])
     ledger.finish(trial.number, INFEASIBLE, reason="gmacs 0.06 > max_gmacs 0.05", attrs={"epochs": 0})
     frozen = ledger.frozen(trial.number)
-    assert (frozen.state, frozen.intermediate_values, frozen.constraints) == (TrialState.PRUNED, {}, {"gmacs": 0.01})
+    assert (frozen.state, frozen.intermediate_values, frozen.constraints) == (TrialState.PRUNED, {}, {"0": 0.01})
     assert frozen.user_attrs["reason"] == "gmacs 0.06 > max_gmacs 0.05"
 
 
