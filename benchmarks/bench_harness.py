@@ -32,7 +32,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "harness.json"
 
 def study_doc(trials: int, epochs: int, threads: int) -> dict:
     """The quickstart's full GSA variant, `trials` seeds, trained one after another."""
-    doc = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    from search.study.files import find_study_file
+
+    doc = yaml.safe_load(find_study_file("quickstart").read_text())
     doc.update(name="bench_harness", seeds=list(range(trials)), baseline="both", variants={"both": {}},
                resources={"cpu": threads, "gpu": 0}, max_concurrent=1)
     doc["train"]["epochs"] = epochs

@@ -165,11 +165,11 @@ def open_ledger(study: Study, record: R.RunRecord, url: str, *, create: bool) ->
         s = study.search
         sampler = make_sampler(s.sampler.name, s.sampler.seed, s.sampler.options_dict(), s.space)
         pruner = make_pruner(s.pruner.name, s.pruner.options_dict(), study.train.epochs)
-        directions = [d for _, d in s.objectives]
     else:
-        sampler, pruner, directions = optuna.samplers.RandomSampler(seed=0), None, ["max"]
-    ledger = Ledger(open_study(url, record.optuna_study, directions, run_id=record.run_id, create=create,
-                               sampler=sampler, pruner=pruner))
+        sampler, pruner = optuna.samplers.RandomSampler(seed=0), None
+    objectives = list(record.objectives.items())  # {metric: "max" | "min"}, in the study's order
+    ledger = Ledger(open_study(url, record.optuna_study, [d for _, d in objectives], run_id=record.run_id,
+                               create=create, sampler=sampler, pruner=pruner, metric_names=[m for m, _ in objectives]))
     done = len(ledger.study.get_trials(deepcopy=False))
     if study.kind == "search" and done and study.search.sampler.seed is not None:
         # A seeded sampler in a new process restarts its sequence: reseed it from the study's progress

@@ -1,8 +1,9 @@
-"""The import structure of gsa_space, search and reports: no cycles, and imports point one way.
+"""The import structure of gsa_space, search, reports and studies: no cycles, imports point one way.
 
 `search` may import `reports` and `gsa_space`; `reports` may import `gsa_space`, but neither
-`search` nor Ray; `gsa_space` imports none of `search`, `reports`, Ray or Optuna; only
-`search.tune` imports Ray. Imports inside functions and under TYPE_CHECKING count.
+`search` nor Ray; `gsa_space` imports none of `search`, `reports`, Ray or Optuna; `studies`
+(YAML files as package data) imports nothing of ours; only `search.tune` imports Ray. Imports
+inside functions and under TYPE_CHECKING count.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import pytest
 from import_graph import cycles, import_graph, layer_violations
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("gsa_space", "search", "reports")
-# Modules loaded by name through importlib: search.tune's lazy attributes (see its __init__).
-DECLARED = {"search.tune": ("search.tune.tuner", "search.tune.ledger", "search.tune.trainable")}
+PACKAGES = ("gsa_space", "search", "reports", "studies")
+# Modules loaded by name through importlib: search.tune's lazy attributes (see its __init__), and
+# the shipped study files, read as package data of `studies` (importlib.resources).
+DECLARED = {"search.tune": ("search.tune.tuner", "search.tune.ledger", "search.tune.trainable"),
+            "search.study.files": ("studies",)}
 FORBIDDEN = {
     "gsa_space": ("search", "reports", "ray", "optuna"),
     "reports": ("search", "ray"),
+    "studies": ("gsa_space", "search", "reports", "ray", "optuna"),  # data, no code
 }
 ONLY_FROM = {"ray": "search.tune"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,15 @@ import yaml
 from search.study.readers import Where, plain_tree
 from search.study.schema import StudyError
 
-STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
+SHIPPED_PACKAGE = "studies"  # the top-level folder studies/, a package whose *.yaml are package data
+
+
+def shipped_studies_dir() -> Path:
+    """The folder of the shipped study files: the `studies` package, in the source tree or installed.
+
+    Example: `(shipped_studies_dir() / "quickstart.yaml").is_file()`.
+    """
+    return Path(resources.files(SHIPPED_PACKAGE))  # a regular package: a folder on disk
 
 
 def yaml_value_problem(err: Exception) -> str:
@@ -30,7 +39,7 @@ def _looks_like_path(text: str) -> bool:
 
 
 def find_study_file(path_or_name: str) -> Path:
-    """A path to an existing file, or the name of a file in the repository's studies/ folder.
+    """A path to an existing file, or the name of a shipped study (a file in the `studies` package).
 
     A missing path (it has a `/` or ends in .yaml/.yml) is named as given; a missing name
     gets a did-you-mean among the shipped studies.
@@ -39,16 +48,17 @@ def find_study_file(path_or_name: str) -> Path:
     path = Path(os.path.expanduser(text))
     if path.is_file():
         return path
-    known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+    shipped = shipped_studies_dir()
+    known = sorted(p.stem for p in shipped.glob("*.yaml"))
     if not _looks_like_path(text):
-        if (STUDIES_DIR / f"{text}.yaml").is_file():
-            return STUDIES_DIR / f"{text}.yaml"
+        if (shipped / f"{text}.yaml").is_file():
+            return shipped / f"{text}.yaml"
         close = difflib.get_close_matches(text, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise StudyError(f"{text}: no such study file, and no study named {text!r} in studies/{hint} "
                          f"(studies/ holds: {', '.join(known)})")
-    if "/" not in text and os.sep not in text and (STUDIES_DIR / text).is_file():
-        return STUDIES_DIR / text
+    if "/" not in text and os.sep not in text and (shipped / text).is_file():
+        return shipped / text
     if path.is_dir():
         raise StudyError(f"{text} is a directory, not a study file; give a .yaml file or a study name")
     siblings = sorted(p.name for p in path.parent.glob("*.y*ml")) if path.parent.is_dir() else []

@@ -2,15 +2,19 @@
 
 Per-epoch values go in as intermediate values (single objective) and as a `curve` user
 attribute (always), so results.csv and a resume can be rebuilt from the storage alone.
-Trials are found by their Optuna number, stored in the Tune trial's config.
+Trials are found by their Optuna number, stored in the Tune trial's config. What Optuna's own
+tools show is written here too: the objectives' metric names, each trial's compute-budget
+margins (the `constraints` system attribute) and an ablation trial's variant (a parameter).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED, ATTR_STATE, ATTR_TRIAL_KEY,
@@ -18,6 +22,12 @@ from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF
                              STUDY_RUN_ID, STUDY_SUPERSEDED_BY, VAL_ACC)
 
 OBJECTIVE_METRIC = VAL_ACC  # what pruners and ASHA watch, and what Optuna is told per epoch
+# The trial system attribute that Optuna (`FrozenTrial.constraints`, its samplers and plots) and
+# optuna-dashboard both read: a list of floats, one per budget, > 0 where the budget is broken.
+# (Optuna's `Trial.set_constraint` writes "constraints:<name>" keys instead, which the dashboard
+# does not read; writing both would count each budget twice.)
+CONSTRAINTS_ATTR = "constraints"
+VARIANT_PARAM = ATTR_VARIANT  # an ablation trial's variant, as an Optuna parameter
 
 
 class Ledger:
@@ -52,6 +62,16 @@ class Ledger:
         tid = self.trial_id(number)
         for key, value in attrs.items():
             self._storage.set_trial_user_attr(tid, key, value)
+
+    def set_constraints(self, number: int, values: Sequence[float]) -> None:
+        """Store the trial's constraint values (value - limit per budget, in the study's order)."""
+        self._storage.set_trial_system_attr(self.trial_id(number), CONSTRAINTS_ATTR, [float(v) for v in values])
+
+    def set_variant(self, number: int, variant: str, names: Sequence[str]) -> None:
+        """Record an ablation trial's variant as the categorical parameter `variant` over `names`,
+        so that Optuna's plots and the dashboard slice by it (an enqueued arm samples nothing)."""
+        dist = CategoricalDistribution(tuple(names))
+        self._storage.set_trial_param(self.trial_id(number), VARIANT_PARAM, dist.to_internal_repr(variant), dist)
 
     def record_epoch(self, number: int, result: Mapping[str, Any]) -> bool:
         """Add one epoch's metrics to the trial's curve (idempotent per epoch).
@@ -159,11 +179,14 @@ class RunIdentityError(ValueError):
 
 def open_study(storage_url: str, name: str, directions: Sequence[str], *, run_id: str | None = None,
                create: bool = True, sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+               pruner: optuna.pruners.BasePruner | None = None,
+               metric_names: Sequence[str] | None = None) -> optuna.Study:
     """Create (`create`) or load the Optuna study `name`, owned by run `run_id`.
 
     One run is one study: a new run refuses a name the storage already holds, and a resumed run
     refuses a study whose stored run id is not its own (None skips the check: runs from before ids).
+    `metric_names` (one per direction, e.g. ["val_acc", "gmacs"]) name the objectives in Optuna's
+    plots, `trials_dataframe` and optuna-dashboard; a resumed run from before names gets them.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize" if d == "max" else "minimize" for d in directions]
@@ -181,4 +204,8 @@ def open_study(storage_url: str, name: str, directions: Sequence[str], *, run_id
     elif run_id is not None and owner is not None and owner != run_id:
         raise RunIdentityError(f"the Optuna study {name!r} belongs to run {owner}, not to this run ({run_id}); "
                                f"give --storage of this run's own database")
+    if metric_names is not None and study.metric_names != list(metric_names):
+        with warnings.catch_warnings():  # set_metric_names is marked experimental since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))
     return study

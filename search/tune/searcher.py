@@ -2,7 +2,8 @@
 
 `suggest` asks Optuna for the next trial (an enqueued ablation arm, a re-run of an
 interrupted trial, or a fresh sample of the compiled space), builds its `TrialSpec`, counts
-its compute, and rejects an over-budget one without starting a Ray trial. `on_trial_complete`
+its compute, and rejects an over-budget one without starting a Ray trial (its budget margins are
+the Optuna trial's constraints, > 0 when broken, also on feasible ones). `on_trial_complete`
 tells Optuna COMPLETE only at the full budget; anything shorter is PRUNED, errors are FAIL.
 """
 
@@ -114,6 +115,9 @@ class GsaSearcher(Searcher):
         attrs = trial.user_attrs
         if self._study.kind == "ablation":
             variant, values = attrs[ATTR_VARIANT], {}
+            names = [v.name for v in self._study.variants]
+            if variant in names:
+                self._ledger.set_variant(trial.number, variant, names)
         else:
             variant, values = None, sample_point(trial, self._study.search.space)
         fresh = self._study.kind == "search" and ATTR_TRIAL_KEY not in attrs  # not a re-run or a retry
@@ -125,7 +129,7 @@ class GsaSearcher(Searcher):
             spec = resolve_trial(self._study, variant=variant, seed=seed, params=values)
         except ValueError as err:
             reason = f"invalid: {err}"
-            self._reject(trial, base, reason, {}, {"valid": 1.0})
+            self._reject(trial, base, reason, [1.0])  # one violated constraint: the config itself
             return None, reason
         if fresh and spec.trial_key in self._launched:
             # A resumed or extended search never trains a configuration twice. Not a record:
@@ -138,23 +142,22 @@ class GsaSearcher(Searcher):
         model = spec_keys(self._study, variant, values).get(MODEL_VARIANT, self._study.model.variant)
         attrs_out = {**base, **cx, ATTR_CONFIG_KEY: spec.trial_key, ATTR_BUDGET_EPOCHS: int(spec.train.epochs),
                      ATTR_FIELDS: trial_fields(self._study, spec, model, values)}
-        margins = {CONSTRAINT_METRIC[k]: cx[CONSTRAINT_METRIC[k]] - lim for k, lim in self._constraints.items()}
+        margins = [cx[CONSTRAINT_METRIC[k]] - lim for k, lim in self._constraints.items()]  # > 0: over budget
         broken = violations(cx, self._constraints)
         if broken:
             reason = "; ".join(broken)
-            self._reject(trial, attrs_out, reason, cx, margins)
+            self._reject(trial, attrs_out, reason, margins)
             return None, reason
-        for name_, margin in margins.items():
-            trial.set_constraint(name_, margin)
+        if margins:
+            self._ledger.set_constraints(trial.number, margins)
         self._ledger.set_attrs(trial.number, {**attrs_out, ATTR_EPOCHS: 0})
         self._budgets[trial.number] = int(spec.train.epochs)
         config = TrialConfig(optuna_number=trial.number, trial_key=key, variant=variant, seed=seed,
                              params=tuple(values.items()), complexity=tuple(cx.items()))
         return config, ""
 
-    def _reject(self, trial: Any, attrs: dict, reason: str, cx: dict, margins: Mapping[str, float]) -> None:
-        for name, margin in margins.items():
-            trial.set_constraint(name, margin)
+    def _reject(self, trial: Any, attrs: dict, reason: str, margins: list[float]) -> None:
+        self._ledger.set_constraints(trial.number, margins)
         self._ledger.finish(trial.number, INFEASIBLE, reason=reason, attrs={**attrs, ATTR_EPOCHS: 0})
         self._tally.add(INFEASIBLE)
 

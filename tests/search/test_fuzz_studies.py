@@ -25,13 +25,14 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from search.cli import _parse_sets
 from search.study import Study, StudyError, load_study
-from search.study.files import STUDIES_DIR
+from search.study.files import shipped_studies_dir
 from search.study.sections import ABLATION_KEYS, COMMON_KEYS, SEARCH_KEYS, TRAIN_KEYS
 
 # Hypothesis caches unicode tables and the constants of local modules in its home folder, the
 # constants already while pytest collects; keep them in the temp folder rather than ./.hypothesis.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "gsa-nas-hypothesis")
 
+STUDIES_DIR = shipped_studies_dir()
 SHIPPED: dict[str, dict[str, Any]] = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
                                       for p in sorted(STUDIES_DIR.glob("*.yaml"))}
 SHIPPED_TEXT: dict[str, str] = {p.stem: p.read_text(encoding="utf-8") for p in sorted(STUDIES_DIR.glob("*.yaml"))}

@@ -126,3 +126,11 @@ def test_run_ablation_progress_counts_both_concurrent_trials(run):
 
 def test_run_ablation_final_line_counts_records(run):
     assert f"abl: finished; 4 records: 4 complete; results in {run['dir'] / 'results.csv'}" in run["stdout"]
+
+
+def test_run_ablation_variant_is_a_categorical_optuna_param_and_val_acc_is_named(run):
+    study = optuna.load_study(study_name="abl", storage=f"sqlite:///{run['dir'] / 'optuna.db'}")
+    assert study.metric_names == ["val_acc"]
+    variants = optuna.distributions.CategoricalDistribution(("both", "conv"))
+    for t in study.get_trials():
+        assert (t.params, t.distributions) == ({"variant": t.user_attrs["variant"]}, {"variant": variants})

@@ -8,6 +8,7 @@ makes the pruning decisions deterministic given the seeded sampler.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,13 +56,17 @@ def asha_run(tmp_path_factory):
     return out / "asha"
 
 
+MULTI = "my-search"  # the run README.md's load_study snippet opens, runs/my-search
+
+
 @pytest.fixture(scope="module")
 def multi_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    gsa_nas_run(out, "multi", ["num_samples=3", "train.epochs=2", "objectives={val_acc: max, gmacs: min}",
-                               "sampler={name: nsga2, seed: 0}", "pruner={name: none}",
-                               "constraints={max_gmacs: 0.0012}"])
-    return out / "multi"
+    out = tmp_path_factory.mktemp("multi") / "runs"
+    out.mkdir()
+    gsa_nas_run(out, MULTI, ["num_samples=3", "train.epochs=2", "objectives={val_acc: max, gmacs: min}",
+                             "sampler={name: nsga2, seed: 0}", "pruner={name: none}",
+                             "constraints={max_gmacs: 0.0012}"])
+    return out / MULTI
 
 
 def test_run_search_median_prunes_some_trials(median_run):
@@ -106,7 +111,7 @@ def test_run_search_asha_stops_trials_as_pruned_with_values(asha_run):
 
 
 def test_run_search_multi_objective_stores_two_directions_and_values(multi_run):
-    study = ledger(multi_run, "multi")
+    study = ledger(multi_run, MULTI)
     assert study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
     complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     assert len(complete) == 3
@@ -117,12 +122,12 @@ def test_run_search_multi_objective_stores_two_directions_and_values(multi_run):
 
 
 def test_run_search_infeasible_points_start_no_ray_trial(multi_run):
-    study = ledger(multi_run, "multi")
+    study = ledger(multi_run, MULTI)
     infeasible = [t for t in study.get_trials() if t.user_attrs["gsa_state"] == "infeasible"]
     assert len(infeasible) >= 1
     for t in infeasible:
         assert (t.state, t.intermediate_values, t.user_attrs["epochs"]) == (TrialState.PRUNED, {}, 0)
-        assert t.constraints["gmacs"] > 0
+        assert len(t.system_attrs["constraints"]) == 1 and t.system_attrs["constraints"][0] > 0
         assert t.user_attrs["reason"].startswith("gmacs ") and "> max_gmacs 0.0012" in t.user_attrs["reason"]
     tune_trials = [p for p in (multi_run / "tune" / "session_1").iterdir() if p.is_dir()]
     assert len(tune_trials) == 3  # only the trained ones became Ray trials
@@ -138,3 +143,32 @@ def test_run_search_output_lines_are_plain_and_quiet(median_run):
     counts = ", ".join(f"{states[s]} {s}" for s in ("complete", "pruned") if s in states)
     assert f"med: finished; 6 records: {counts}; results in" in stdout
     assert "Token authentication" not in stdout + stderr  # the local cluster's auth notice is muted
+
+
+def test_run_search_names_metrics_and_stores_feasible_margins_as_constraints(multi_run):
+    study = ledger(multi_run, MULTI)
+    assert study.metric_names == ["val_acc", "gmacs"]
+    for t in study.get_trials():
+        margin = t.user_attrs["gmacs"] - 0.0012
+        assert t.system_attrs["constraints"] == [pytest.approx(margin)]
+        assert (margin > 0) == (t.user_attrs["gsa_state"] == "infeasible")
+
+
+def readme_snippet(marker: str) -> str:
+    """The ```python block of README.md that contains `marker`."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"README.md has {len(found)} python blocks with {marker!r}"
+    return found[0]
+
+
+def test_readme_load_study_snippet_runs_as_written(multi_run):
+    snippet = readme_snippet("optuna.load_study")
+    assert f'Path("runs/{MULTI}")' in snippet
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=multi_run.parents[1], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "['val_acc', 'gmacs']"
+    assert "user_attrs_gsa_state" in lines[1] and len(lines) == 2 + len(ledger(multi_run, MULTI).trials)

@@ -11,10 +11,11 @@ import yaml
 
 from search.study import (StudyError, TrainConfig, load_study, planned_trials, resolve_trial,
                           study_to_yaml)
+from search.study.files import shipped_studies_dir
 from search.study.schema import frozen
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
+SHIPPED = sorted(p.stem for p in shipped_studies_dir().glob("*.yaml"))
 
 SMALL = """
 name: small
@@ -37,6 +38,10 @@ def _write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
     return path
 
 
+def test_shipped_studies_dir_is_the_top_level_studies_folder_in_the_source_tree() -> None:
+    assert shipped_studies_dir() == REPO / "studies"  # the `studies` package (tests/test_packaging.py: installed)
+
+
 def test_shipped_studies_are_the_six_promised() -> None:
     assert SHIPPED == ["ablation_branches_cifar100", "ablation_extent_cifar100", "ablation_stages_cifar100",
                        "quickstart", "search_cifar100", "search_digits"]
@@ -47,7 +52,7 @@ def test_load_study_shipped_digits_study_loads(name: str) -> None:
     study = load_study(name)
     assert study.name == name
     assert study.data.name == "digits"
-    assert study.source == str(REPO / "studies" / f"{name}.yaml")
+    assert study.source == str(shipped_studies_dir() / f"{name}.yaml")
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if "cifar" in n])
@@ -248,7 +253,7 @@ def test_load_study_directory_is_not_a_study_file(tmp_path: Path) -> None:
 def test_load_study_set_seeds_text_blames_the_command_line() -> None:
     with pytest.raises(StudyError) as err:
         load_study("search_digits", {"seeds": "0,1"})
-    assert str(err.value) == (f"--set seeds=0,1 on {REPO / 'studies' / 'search_digits.yaml'}: seeds: '0,1' must be "
+    assert str(err.value) == (f"--set seeds=0,1 on {shipped_studies_dir() / 'search_digits.yaml'}: seeds: '0,1' must be "
                               'a non-empty list of integers, e.g. --set "seeds=[0, 1]"')
 
 

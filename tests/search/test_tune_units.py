@@ -13,7 +13,8 @@ from reports.run_dir import results_columns
 from search.results import recorded_fields, results_frame, space_fields
 from search.study.keys import trial_value
 from search.study import load_study, resolve_trial
-from search.tune.ledger import COMPLETE, FAILED, INFEASIBLE, INTERRUPTED, PRUNED, Ledger, open_study
+from search.tune.ledger import (COMPLETE, CONSTRAINTS_ATTR, FAILED, INFEASIBLE, INTERRUPTED, PRUNED, Ledger,
+                                open_study)
 from search.tune.plan import plan_work
 from search.tune.progress import Tally
 from search.tune.searcher import violations
@@ -115,10 +116,10 @@ def test_finish_pruned_keeps_intermediate_values_and_state_attr():
 def test_finish_infeasible_is_pruned_without_intermediate_values():
     ledger = _ledger()
     trial = ledger.study.ask()
-    trial.set_constraint("gmacs", 0.01)
+    ledger.set_constraints(trial.number, [0.01])
     ledger.finish(trial.number, INFEASIBLE, reason="gmacs 0.06 > max_gmacs 0.05", attrs={"epochs": 0})
     frozen = ledger.frozen(trial.number)
-    assert (frozen.state, frozen.intermediate_values, frozen.constraints) == (TrialState.PRUNED, {}, {"gmacs": 0.01})
+    assert (frozen.state, frozen.intermediate_values, frozen.constraints) == (TrialState.PRUNED, {}, {"0": 0.01})
     assert frozen.user_attrs["reason"] == "gmacs 0.06 > max_gmacs 0.05"
 
 
@@ -275,3 +276,84 @@ def test_trial_config_from_a_foreign_dict_names_the_missing_keys():
 
     with pytest.raises(KeyError, match=r"needs \['optuna_number', 'seed'\]"):
         TrialConfig.from_config({"trial_key": "k", "variant": None})
+
+
+def test_open_study_names_the_objectives_also_on_a_study_from_before_names():
+    storage = optuna.storages.InMemoryStorage()
+    old = optuna.create_study(storage=storage, study_name="old", directions=["maximize", "minimize"])
+    assert old.metric_names is None
+    study = open_study(storage, "old", ["max", "min"], metric_names=["val_acc", "gmacs"])
+    study.tell(study.ask(), [0.9, 0.002])
+    assert study.metric_names == ["val_acc", "gmacs"]
+    assert list(study.trials_dataframe(multi_index=True)["values"].columns) == ["val_acc", "gmacs"]
+    assert open_study(storage, "new", ["max"], metric_names=["val_acc"]).metric_names == ["val_acc"]
+
+
+def test_ledger_constraints_are_the_list_optuna_and_optuna_dashboard_read():
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    ledger = _ledger()
+    n = ledger.study.ask().number
+    ledger.set_constraints(n, [0.01, -0.5])
+    ledger.finish(n, INFEASIBLE, reason="gmacs 0.06 > max_gmacs 0.05")
+    frozen = ledger.frozen(n)
+    assert CONSTRAINTS_ATTR == _CONSTRAINTS_KEY == "constraints"  # optuna-dashboard reads system_attrs["constraints"]
+    assert frozen.system_attrs[CONSTRAINTS_ATTR] == [0.01, -0.5]
+    assert frozen.constraints == {"0": 0.01, "1": -0.5}
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_ledger_constraints_leave_the_proposals_of_set_constraint(sampler):
+    """The same margins stored as the list propose the same points as Optuna's `set_constraint`.
+
+    Every trial is told COMPLETE (also the infeasible ones: NSGA-II learns only from those), so
+    that the constraints steer the sampler: without them it proposes other points.
+    """
+    def proposals(store) -> list[dict]:
+        make = {"tpe": lambda: optuna.samplers.TPESampler(seed=3, n_startup_trials=4),
+                "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=3, population_size=4)}[sampler]
+        ledger = Ledger(open_study("sqlite:///:memory:", "eq", ["max"], sampler=make()))
+        for _ in range(14):
+            trial = ledger.study.ask()
+            x, heads = trial.suggest_float("x", 0.0, 1.0), trial.suggest_int("heads", 1, 4)
+            store(ledger, trial, x + heads / 10 - 0.8)  # over budget when > 0
+            ledger.finish(trial.number, COMPLETE, values=[x * heads])
+        return [t.params for t in ledger.study.get_trials()]
+
+    plain = proposals(lambda ledger, trial, margin: trial.set_constraint("gmacs", margin))
+    ours = proposals(lambda ledger, trial, margin: ledger.set_constraints(trial.number, [margin]))
+    unconstrained = proposals(lambda ledger, trial, margin: None)
+    assert ours == plain
+    assert unconstrained != plain
+
+
+def _searcher(study, ledger, gmacs: list[float]):
+    from search.tune.searcher import GsaSearcher
+
+    values = iter(gmacs)
+    return GsaSearcher(study, ledger, to_launch=1, tally=Tally(planned=1),
+                       measure=lambda spec: {"params": 1000.0, "gmacs": next(values), "act_mb": 0.1})
+
+
+def test_searcher_constraints_positive_when_infeasible_and_not_when_feasible():
+    study = load_study("search_digits", {"constraints": {"max_gmacs": 0.002}, "num_samples": 1})
+    ledger = _ledger()
+    config = _searcher(study, ledger, [0.003, 0.0015]).suggest("tune_1")
+    rejected, launched = ledger.frozen(0), ledger.frozen(1)
+    assert config["optuna_number"] == 1
+    assert (rejected.state, rejected.user_attrs["gsa_state"]) == (TrialState.PRUNED, "infeasible")
+    assert rejected.system_attrs["constraints"] == [pytest.approx(0.001)]
+    assert launched.system_attrs["constraints"] == [pytest.approx(-0.0005)]
+
+
+def test_searcher_ablation_variant_is_a_categorical_param():
+    study = load_study("quickstart", {"seeds": [0]})
+    ledger = _ledger()
+    plan_work(study, ledger)
+    names = ("both", "content_only", "positional_only", "conv")
+    searcher = _searcher(study, ledger, [0.001] * 4)
+    searcher._left = 4
+    configs = [searcher.suggest(f"tune_{i}") for i in range(4)]
+    trials = ledger.study.get_trials()
+    assert [c["variant"] for c in configs] == [t.params["variant"] for t in trials] == list(names)
+    assert {t.distributions["variant"] for t in trials} == {optuna.distributions.CategoricalDistribution(names)}
