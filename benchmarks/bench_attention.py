@@ -41,7 +41,7 @@ TARGETS = {  # the performance targets of DESIGN.md section 9, as checked below
 
 
 class TorchOps(nn.Module):
-    """A GSA module on its torch_ops backend: what runs without a C compiler (or on CUDA)."""
+    """A GSA module on its torch_ops backend: what runs without a C compiler (CUDA runs batched)."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
