@@ -150,7 +150,7 @@ def test_native_under_autocast_computes_in_float32(dtype, case):
 
 
 def test_auto_backend_under_autocast_is_torch_ops():
-    # Under autocast "auto" runs torch_ops, whose products take autocast's dtype, as on CUDA.
+    # Under CPU autocast "auto" runs torch_ops, whose products take autocast's dtype.
     x, w = torch.randn(2, 4, 3, 3), torch.randn(6, 4, 1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert dispatch.resolve(x, w) == "torch_ops"
