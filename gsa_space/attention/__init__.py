@@ -3,7 +3,8 @@
 Layout: module.py holds `GlobalSelfAttention` (parameters; each forward goes through one backend
 choice, dispatch.py); spec.py is the math as plain NCHW code, the specification the backends are
 tested against; params.py the typed weights a backend receives; torch_ops.py the PyTorch-ops
-backend (what CUDA runs); native/ the C-kernel CPU backend; settings.py the environment, read once.
+backend (CPU without the kernels, CPU autocast, TorchScript tracing); batched.py the few-large-ops
+backend that CUDA runs; native/ the C-kernel CPU backend; settings.py the environment, read once.
 """
 
 from gsa_space.attention.dispatch import attention_backend

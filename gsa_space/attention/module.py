@@ -3,7 +3,7 @@
 Paper: Shen et al., "Global Self-Attention Networks for Image Recognition", arXiv 2010.03019.
 Content branch: keys softmax-normalised over positions (linear in N); positional branch: axial,
 relative, no softmax, column step -> BatchNorm -> row step. Math and options: docs/gsa.md; the
-reference is gsa_space.attention.spec, the backends gsa_space.attention.{torch_ops,native}.
+reference is gsa_space.attention.spec, the backends gsa_space.attention.{torch_ops,native,batched}.
 """
 
 from __future__ import annotations

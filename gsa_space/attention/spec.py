@@ -2,7 +2,7 @@
 
 Each function is the formula of its docs/gsa.md section, vectorised over batch, heads and
 pixels and nothing more, so that it can be read against the paper. The backends
-(gsa_space.attention.torch_ops, gsa_space.attention.native) must equal it; the tests compare
+(gsa_space.attention.torch_ops, .native, .batched) must equal it; the tests compare
 each of them with it, and it with the slow loops of tests/gsa_space/loop_references.py.
 """
 

@@ -1,4 +1,4 @@
-"""The torch_ops backend of the GSA module: PyTorch ops on channels-last maps (what CUDA runs).
+"""The torch_ops backend of the GSA module: PyTorch ops on channels-last maps, tuned for the CPU.
 
 The 1x1 projections are matrix products over pixels; the content branch runs as two batched
 products (by heads, with a hand-written backward, on large maps); each axial step as dense S x S

@@ -233,7 +233,7 @@ def test_resolve_auto_takes_native_for_cpu_floats_when_kernels_load():
     assert dispatch.resolve(x, w) == ("native" if kernels_loaded() else "torch_ops")
     assert dispatch.resolve(x[:0], w) == "torch_ops"                          # empty batch
     assert dispatch.resolve(x.bfloat16(), w.bfloat16()) == "torch_ops"        # a dtype without kernels
-    assert dispatch.resolve(x.to("meta"), w.to("meta")) == "torch_ops"        # shapes only
+    assert dispatch.resolve(x.to("meta"), w.to("meta")) == "batched"          # any device but the CPU
 
 
 def test_attention_backend_scopes_the_choice_and_rejects_unknown_names():
@@ -244,7 +244,7 @@ def test_attention_backend_scopes_the_choice_and_rejects_unknown_names():
             assert dispatch.current_backend() == "auto"
         assert dispatch.current_backend() == "torch_ops"
     assert dispatch.current_backend() == "auto"
-    with pytest.raises(ValueError, match=r"unknown attention backend 'nativ'; expected one of: auto, torch_ops, native"):
+    with pytest.raises(ValueError, match=r"unknown attention backend 'nativ'; expected one of: auto, torch_ops, native, batched"):
         with attention_backend("nativ"):
             pass
 

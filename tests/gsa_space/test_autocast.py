@@ -4,7 +4,8 @@ Every case runs forward and backward under `torch.autocast("cpu", dtype)` alone 
 with `CudaPolicy` ("cuda" policy), which runs softmax, log_softmax and sum in float32 under autocast,
 as CUDA's autocast does and the CPU's does not: so the CPU sees the dtype mix of a GPU trial. The
 same weights run in float32 as the reference; ‖a - b‖ / ‖b‖ of the output and of the input gradient
-must stay within TOLERANCE. Inputs come in both layouts, output gradients in several.
+must stay within TOLERANCE. Inputs come in both layouts, output gradients in several. The module
+and a small net run on "auto" (torch_ops under CPU autocast) and on "batched" (what CUDA runs).
 """
 
 import contextlib
@@ -97,18 +98,19 @@ LAYOUTS = [("nchw", "contiguous"), ("channels_last", "channels_last"), ("channel
            ("nchw", "broadcast_w")]
 
 
+@pytest.mark.parametrize("backend", ["auto", "batched"])
 @pytest.mark.parametrize("size", [16, 32])
 @pytest.mark.parametrize("case", list(MODULE_CASES))
 @pytest.mark.parametrize("policy", ["cpu", "cuda"])
 @pytest.mark.parametrize("dtype", list(LOW.values()), ids=list(LOW))
-def test_module_under_autocast_matches_float32(dtype, policy, case, size):
+def test_module_under_autocast_matches_float32(dtype, policy, case, size, backend):
     torch.manual_seed(0)
     m = GlobalSelfAttention(32, 32, heads=4, dim_key=8, max_size=size, **MODULE_CASES[case])
     x = torch.randn(2, 32, size, size).to(dtype)        # as a GSA module gets it inside an autocast net
     for x_layout, grad_layout in LAYOUTS:
         xl = x.contiguous(memory_format=torch.channels_last) if x_layout == "channels_last" else x
-        out, grad_x, copy_ = run(m, xl, dtype=dtype, policy=policy, grad_layout=grad_layout)
-        ref_out, ref_grad_x, _ = run(m, xl.float(), grad_layout=grad_layout)
+        out, grad_x, copy_ = run(m, xl, dtype=dtype, policy=policy, grad_layout=grad_layout, backend=backend)
+        ref_out, ref_grad_x, _ = run(m, xl.float(), grad_layout=grad_layout, backend=backend)
         assert (out.dtype, grad_x.dtype) == (dtype, dtype)
         assert torch.isfinite(out).all() and torch.isfinite(grad_x).all()
         assert_grads_float32_and_finite(copy_)
@@ -116,16 +118,17 @@ def test_module_under_autocast_matches_float32(dtype, policy, case, size):
         assert max(errors) <= TOLERANCE[dtype], (x_layout, grad_layout, errors)
 
 
+@pytest.mark.parametrize("backend", ["auto", "batched"])
 @pytest.mark.parametrize("case", ["global", "window_5", "query_norm"])
 @pytest.mark.parametrize("dtype", list(LOW.values()), ids=list(LOW))
-def test_module_backward_inside_autocast_matches_float32(dtype, case):
-    # backward() called inside the autocast block (and CUDA's policy): the hand-written backwards
-    # turn autocast off and keep their operands' dtype.
+def test_module_backward_inside_autocast_matches_float32(dtype, case, backend):
+    # backward() called inside the autocast block (and CUDA's policy): torch_ops' hand-written
+    # backwards turn autocast off and keep their operands' dtype; batched's are autograd's.
     torch.manual_seed(0)
     m = GlobalSelfAttention(32, 32, heads=4, dim_key=8, max_size=32, **MODULE_CASES[case])
     x = torch.randn(2, 32, 32, 32).to(dtype)
-    out, grad_x, copy_ = run(m, x, dtype=dtype, policy="cuda", backward_in_autocast=True)
-    ref_out, ref_grad_x, _ = run(m, x.float())
+    out, grad_x, copy_ = run(m, x, dtype=dtype, policy="cuda", backward_in_autocast=True, backend=backend)
+    ref_out, ref_grad_x, _ = run(m, x.float(), backend=backend)
     assert_grads_float32_and_finite(copy_)
     assert max(rel_err(out, ref_out), rel_err(grad_x, ref_grad_x)) <= TOLERANCE[dtype]
 
@@ -147,7 +150,7 @@ def test_native_under_autocast_computes_in_float32(dtype, case):
 
 
 def test_auto_backend_under_autocast_is_torch_ops():
-    # Under autocast "auto" runs torch_ops, whose products take autocast's dtype, as on CUDA.
+    # Under CPU autocast "auto" runs torch_ops, whose products take autocast's dtype.
     x, w = torch.randn(2, 4, 3, 3), torch.randn(6, 4, 1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert dispatch.resolve(x, w) == "torch_ops"
@@ -156,7 +159,7 @@ def test_auto_backend_under_autocast_is_torch_ops():
 
 
 @pytest.mark.parametrize("grad_layout", ["channels_last", "transposed", "broadcast_w"])
-@pytest.mark.parametrize("backend", ["native", "torch_ops"])
+@pytest.mark.parametrize("backend", ["native", "torch_ops", "batched"])
 def test_float32_module_takes_output_gradients_of_any_layout(backend, grad_layout):
     # Same numbers as for a contiguous gradient of the same values, bit for bit.
     if backend == "native" and not native.kernels_loaded():
@@ -187,10 +190,11 @@ NETS = [pytest.param("gsa_resnet_tiny", (1, 8), BOTH_LAYOUTS, id="gsa_resnet_tin
                      marks=pytest.mark.slow)]  # 4 s per low-precision pass on the CPU: the layout CUDA trains in
 
 
+@pytest.mark.parametrize("backend", ["auto", "batched"])
 @pytest.mark.parametrize("name, image, layouts", NETS)
 @pytest.mark.parametrize("policy", ["cpu", "cuda"])
 @pytest.mark.parametrize("dtype", list(LOW.values()), ids=list(LOW))
-def test_net_under_autocast_matches_float32(dtype, policy, name, image, layouts):
+def test_net_under_autocast_matches_float32(dtype, policy, name, image, layouts, backend):
     """A whole net at its real initialisation, batch 2, in `layouts`.
 
     The input gradient of a ReLU net is compared with float32 on the same net with SiLUs: a ReLU
@@ -204,14 +208,14 @@ def test_net_under_autocast_matches_float32(dtype, policy, name, image, layouts)
     x = torch.randn(2, chans, size, size)
     for layout in layouts:
         relu_net, xl = copy.deepcopy(net).to(memory_format=layout), x.contiguous(memory_format=layout)
-        out, grad_x, cast = run(relu_net, xl, dtype=dtype, policy=policy)
-        ref_out, _, _ = run(relu_net, xl)
+        out, grad_x, cast = run(relu_net, xl, dtype=dtype, policy=policy, backend=backend)
+        ref_out, _, _ = run(relu_net, xl, backend=backend)
         assert torch.isfinite(out).all() and torch.isfinite(grad_x).all()
         assert_grads_float32_and_finite(cast)
         assert rel_err(out, ref_out) <= TOLERANCE[dtype]
     silu_net = smooth(copy.deepcopy(net))
-    out, grad_x, _ = run(silu_net, x, dtype=dtype, policy=policy)
-    ref_out, ref_grad_x, _ = run(silu_net, x)
+    out, grad_x, _ = run(silu_net, x, dtype=dtype, policy=policy, backend=backend)
+    ref_out, ref_grad_x, _ = run(silu_net, x, backend=backend)
     assert max(rel_err(out, ref_out), rel_err(grad_x, ref_grad_x)) <= TOLERANCE[dtype]
 
 
