@@ -133,6 +133,8 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
             callbacks=[progress, *logger_callbacks(study.loggers, run_dir=run_dir, run_name=run_dir.name)],
         ),
     )
+    for tracker in ("mlflow", "alembic"):  # once imported: MLflow's notes on setting up its store
+        logging.getLogger(tracker).setLevel(logging.WARNING)
     try:
         tuner.fit()
     finally:
