@@ -82,7 +82,7 @@ def run_record(study: Study, *, name: str, storage: str, started: str, run_id: s
     )
 
 
-RESUME_SAFE_KEYS = ("num_samples", "max_concurrent", "resources", "max_rejections")  # and resources.*
+RESUME_SAFE_KEYS = ("num_samples", "max_concurrent", "resources", "max_rejections", "loggers")  # and resources.*
 
 
 def resume_safe(key: str) -> bool:
@@ -104,7 +104,8 @@ def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -
         if study_document(load_study(str(stored), {key: value})) != base:
             raise ValueError(
                 f"--resume {resume}: --set {key} changes the planned trials (a resume may change only "
-                f"num_samples, max_concurrent, resources.*, max_rejections); start a new run with --name instead")
+                f"num_samples, max_concurrent, resources.*, max_rejections, loggers); start a new run with "
+                f"--name instead")
 
 
 def _open_resume(resume: str, storage: str | None,
@@ -270,11 +271,13 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
         ledger = open_ledger(st, record, url, create=False) if resume else None
         needs_ray = ledger is None or _needs_session(st, ledger, retry_failed=retry_failed)
         from search.tune import cluster_resources, start_ray, stop_ray  # Ray is imported only for a run
+        from search.tune.ray_env import apply_tracker_env
 
         stop = _Stop()
         previous = signal.getsignal(signal.SIGTERM)
         try:
             if needs_ray:
+                apply_tracker_env(st.loggers)  # before Ray starts: its workers inherit the environment
                 start_ray(address)
                 check_placeable(st, cluster_resources(address))
             _handle_sigterm(stop)

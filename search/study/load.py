@@ -16,8 +16,8 @@ from search.study.readers import Where
 from search.study.rules import check_study
 from search.study.schema import KINDS, Study
 from search.study.search_section import parse_search
-from search.study.sections import (ABLATION_KEYS, COMMON_KEYS, SEARCH_KEYS, TRAIN_KEYS, parse_data, parse_model,
-                                   parse_resources, parse_seeds, parse_train, parse_variants)
+from search.study.sections import (ABLATION_KEYS, COMMON_KEYS, SEARCH_KEYS, TRAIN_KEYS, parse_data, parse_loggers,
+                                   parse_model, parse_resources, parse_seeds, parse_train, parse_variants)
 
 
 def parse_document(where: Where, doc: dict[str, Any], source: str) -> Study:
@@ -45,6 +45,7 @@ def parse_document(where: Where, doc: dict[str, Any], source: str) -> Study:
         resources=parse_resources(where, doc.get("resources")),
         max_concurrent=chk.integer(where, "max_concurrent", doc.get("max_concurrent", 1), minimum=1),
         max_failures=chk.integer(where, "max_failures", doc.get("max_failures", 1), minimum=0),
+        loggers=parse_loggers(where, doc.get("loggers")),
     )
     return check_study(where, study)
 

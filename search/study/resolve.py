@@ -122,6 +122,7 @@ def study_document(study: Study) -> dict[str, Any]:
     doc["resources"] = asdict(study.resources)
     doc["max_concurrent"] = study.max_concurrent
     doc["max_failures"] = study.max_failures
+    doc["loggers"] = list(study.loggers)
     return doc
 
 

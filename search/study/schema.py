@@ -18,7 +18,7 @@ __all__ = [
     "DataConfig", "TrainConfig", "ModelConfig", "Variant", "Resources", "SamplerConfig",
     "PrunerConfig", "SearchConfig", "Study", "TrialSpec", "StudyError", "frozen", "planned_trials",
     "DATASETS", "DATASET_SHAPES", "SAMPLERS", "PRUNERS", "OPTUNA_PRUNERS", "DIRECTIONS", "CONSTRAINT_KEYS",
-    "AMP_MODES", "amp_mode",
+    "AMP_MODES", "amp_mode", "LOGGERS", "DEFAULT_LOGGERS", "LOGGER_PACKAGES",
 ]
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100")
@@ -37,6 +37,16 @@ CONSTRAINT_KEYS: tuple[str, ...] = ("max_gmacs", "max_params")
 # Mixed precision of a trial: autocast to bfloat16, to float16 (with a gradient scaler, for GPUs
 # without bfloat16), or none. YAML's true / false (also on / off / yes / no) read as bf16 / off.
 AMP_MODES: tuple[str, ...] = ("bf16", "fp16", "off")
+# Ray Tune's own logger callbacks a study can switch on (`loggers:`), per Tune trial folder:
+# json (result.json) and csv (progress.csv) are what `ray.tune.ExperimentAnalysis` reads.
+LOGGERS: tuple[str, ...] = ("json", "csv", "tensorboard", "mlflow", "wandb")
+DEFAULT_LOGGERS: tuple[str, ...] = ("json", "csv")
+# logger -> (the module it needs, how to install it): checked when a study is loaded.
+LOGGER_PACKAGES: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboardX", "pip install tensorboardX (it comes with ray[tune])"),
+    "mlflow": ("mlflow", "pip install 'gsa-nas[trackers]' (mlflow-skinny)"),
+    "wandb": ("wandb", "pip install 'gsa-nas[trackers]' (wandb)"),
+}
 
 
 def amp_mode(value: Any) -> str:
@@ -183,6 +193,7 @@ class Study:
     resources: Resources = field(default_factory=Resources)
     max_concurrent: int = 1
     max_failures: int = 1  # retries of a raising trial from its last checkpoint before it counts as failed
+    loggers: tuple[str, ...] = DEFAULT_LOGGERS  # Ray Tune logger callbacks, one of LOGGERS each
 
     def variant(self, name: str) -> Variant:
         """The variant called `name` (KeyError naming the known ones otherwise)."""

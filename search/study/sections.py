@@ -7,6 +7,7 @@ that span sections (networks that cannot be built, ...) in `rules`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -14,11 +15,11 @@ from search.cifar import find_archive
 from search.study import keys
 from search.study import readers as chk
 from search.study.readers import Where, join
-from search.study.schema import (AMP_MODES, DATASETS, OPTIMIZERS, SCHEDULES, DataConfig, ModelConfig, Resources,
-                                 TrainConfig, Variant, amp_mode, frozen)
+from search.study.schema import (AMP_MODES, DATASETS, DEFAULT_LOGGERS, LOGGER_PACKAGES, LOGGERS, OPTIMIZERS,
+                                 SCHEDULES, DataConfig, ModelConfig, Resources, TrainConfig, Variant, amp_mode, frozen)
 
 COMMON_KEYS = ("name", "description", "kind", "data", "model", "train", "seeds", "resources", "max_concurrent",
-               "max_failures")
+               "max_failures", "loggers")
 ABLATION_KEYS = ("baseline", "variants")
 SEARCH_KEYS = ("space", "sampler", "num_samples", "objectives", "constraints", "pruner", "max_rejections")
 TRAIN_INT = {"epochs": 1, "batch_size": 1, "warmup_epochs": 0}
@@ -137,3 +138,30 @@ def parse_resources(where: Where, raw: Any) -> Resources:
     chk.known_keys(where, "resources", r, ("cpu", "gpu"))
     return Resources(cpu=chk.number(where, "resources.cpu", r.get("cpu", 1), positive=True),
                      gpu=chk.number(where, "resources.gpu", r.get("gpu", 0), minimum=0.0))
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here (found, not imported: loading a study stays fast)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def parse_loggers(where: Where, raw: Any) -> tuple[str, ...]:
+    """`loggers: [csv, tensorboard]`: Ray Tune logger callbacks, each known, once, and installed."""
+    if raw is None:
+        return DEFAULT_LOGGERS
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise where.error("loggers", f"{raw!r} must be a list of logger names from: {', '.join(LOGGERS)}; "
+                                     f"e.g. [json, csv, tensorboard]")
+    out = tuple(chk.choice(where, f"loggers[{i}]", item, LOGGERS, "logger") for i, item in enumerate(items))
+    if len(set(out)) != len(out):
+        raise where.error("loggers", f"{list(out)!r} repeats a logger; list each once")
+    for i, item in enumerate(out):
+        module, install = LOGGER_PACKAGES.get(item, (None, ""))
+        if module is not None and not installed(module):
+            raise where.error(f"loggers[{i}]", f"{item!r} needs the {module} package, which is not installed; "
+                                               f"{install}, or remove {item} from loggers")
+    return out

@@ -8,12 +8,14 @@ when Tune runs; workers inherit them from the driver. `gsa-nas` applies them fir
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
-__all__ = ["RAY_QUIET_ENV", "apply_ray_env"]
+__all__ = ["RAY_QUIET_ENV", "TRACKER_ENV", "apply_ray_env", "tracker_env", "apply_tracker_env"]
 
 RAY_QUIET_ENV: dict[str, str] = {
     "RAY_AIR_NEW_OUTPUT": "0",                                    # our progress line, not Tune's table
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",                    # results live in the Optuna ledger
+    # Tune's default loggers stay off: a study's `loggers:` key chooses them (search.tune.trackers).
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_DEDUP_LOGS": "0",
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",                         # never re-launch workers under uv
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "60",
@@ -28,3 +30,27 @@ def apply_ray_env() -> None:
     """Set each RAY_QUIET_ENV variable this process has not set itself."""
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
+
+
+# Per logger, defaults (a user's value wins) that keep experiment trackers local and quiet: W&B
+# offline, with no code, git or error-report uploads, and no MLflow telemetry, so a run contacts
+# no outside host unless the user asks for it (WANDB_MODE=online, MLFLOW_TRACKING_URI=https://...).
+TRACKER_ENV: dict[str, dict[str, str]] = {
+    "mlflow": {"MLFLOW_DISABLE_TELEMETRY": "true"},
+    "wandb": {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true",
+              "WANDB_DISABLE_GIT": "true", "WANDB_ERROR_REPORTING": "false"},
+}
+
+
+def tracker_env(loggers: tuple[str, ...], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables `apply_tracker_env` sets for a study's `loggers`: those `environ` lacks."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for name in loggers:
+        out.update({k: v for k, v in TRACKER_ENV.get(name, {}).items() if k not in environ})
+    return out
+
+
+def apply_tracker_env(loggers: tuple[str, ...]) -> None:
+    """Set the trackers' defaults before Ray starts, so that its workers (W&B's logging actors) inherit them."""
+    os.environ.update(tracker_env(loggers))

@@ -16,7 +16,7 @@ from ray import tune
 
 from reports.run_dir import BEST_EPOCH, BEST_VAL_ACC, TEST_ACC
 from search.faults import before_epoch
-from search.tune.trial_config import DIVERGED, DONE, RESTORED_HISTORY, RESULT_EPOCH, TrialConfig
+from search.tune.trial_config import DIVERGED, DONE, RESTORED_HISTORY, RESULT_BUDGET, RESULT_EPOCH, TrialConfig
 
 if TYPE_CHECKING:
     from search.study import Study
@@ -70,7 +70,7 @@ class GsaTrainable(tune.Trainable):
         from search.train_loop import DivergedError, save_checkpoint
 
         trainer = self._trainer
-        result: dict[str, Any] = dict(self._complexity)
+        result: dict[str, Any] = {**self._complexity, RESULT_BUDGET: self._budget}
         if self._carried:
             result[RESTORED_HISTORY] = json.dumps(self._carried)
             self._carried = []

@@ -16,6 +16,7 @@ DONE = "done"                            # Tune's own: the trial reached its bud
 DIVERGED = "diverged"                    # the reason, when the loss stopped being finite
 RESTORED_HISTORY = "restored_history"    # JSON list of epochs trained before a restore
 RESULT_EPOCH = "epoch"                   # Tune's time attribute for schedulers (ASHA)
+RESULT_BUDGET = "budget_epochs"          # the trial's full budget, for the progress line's k/n
 
 _NUMBER, _KEY, _VARIANT, _SEED, _PARAMS, _COMPLEXITY = (
     "optuna_number", "trial_key", "variant", "seed", "params", "complexity")

@@ -21,9 +21,10 @@ from search.study import Study, TrialSpec
 from search.tune.cluster import start_ray
 from search.tune.ledger import Ledger
 from search.tune.progress import ProgressLine, Tally
-from search.tune.ray_env import apply_ray_env
+from search.tune.ray_env import apply_ray_env, apply_tracker_env
 from search.tune.scheduler import make_scheduler
 from search.tune.searcher import GsaSearcher
+from search.tune.trackers import logger_callbacks
 from search.tune.trainable import GsaTrainable
 from search.tune.trial_config import trial_key_of
 
@@ -61,17 +62,21 @@ def put_data(data: Any) -> Any:
 
 def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_launch: int, session: str,
                 measure: Callable[[TrialSpec], Mapping[str, float]], address: str | None = None,
-                progress_every_s: float = 5.0) -> SessionOutcome:
+                progress_every_s: float | None = None) -> SessionOutcome:
     """Run up to `to_launch` trials of `study` in one Tune experiment; records go to `ledger`.
+
+    Tune's logger callbacks are the study's `loggers`; the progress line is named after the run
+    directory and updates every `progress_every_s` (None: 1 s on a terminal, a minute in a log).
 
     Example:
         >>> run_session(study=s, ledger=Ledger(optuna_study), run_dir=Path("runs/q"), data=d,
         ...             to_launch=4, session="session_1", measure=measure)
     """
-    tally = Tally(planned=to_launch)
+    tally = Tally(planned=to_launch, epochs_per_trial=study.train.epochs)
     if to_launch <= 0:
         return SessionOutcome(0, 0, False)
     apply_ray_env()
+    apply_tracker_env(study.loggers)
     start_ray(address)
     # A failing trial's traceback is in its Tune folder (error.txt) and its reason in the results;
     # Tune's own ERROR lines would print it again on the user's terminal.
@@ -83,6 +88,8 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
     scheduler = make_scheduler(ledger, pruner=pruner.name if pruner else "none",
                                options=pruner.options_dict() if pruner else {}, max_t=study.train.epochs)
     res = study.resources
+    progress = ProgressLine(run_dir.name, tally, every_s=progress_every_s,
+                            capacity=min(study.max_concurrent, capacity(study, cluster_resources(address))))
     trainable = tune.with_resources(
         tune.with_parameters(GsaTrainable, data=data_ref, study=study, run_dir=str(run_dir.resolve())),
         {"cpu": res.cpu, "gpu": res.gpu},
@@ -98,11 +105,15 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
             name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0, checkpoint_at_end=False),
-            callbacks=[ProgressLine(study.name, tally, every_s=progress_every_s,
-                                    capacity=min(study.max_concurrent, capacity(study, cluster_resources(address))))],
+            callbacks=[progress, *logger_callbacks(study.loggers, run_dir=run_dir, run_name=run_dir.name)],
         ),
     )
-    tuner.fit()
+    for tracker in ("mlflow", "alembic"):  # once imported: MLflow's notes on setting up its store
+        logging.getLogger(tracker).setLevel(logging.WARNING)
+    try:
+        tuner.fit()
+    finally:
+        progress.close()  # a terminal line still open ends before the runner's next line
     finished = tally.done
     interrupted = searcher.error is None and finished < to_launch
     return SessionOutcome(to_launch, finished, interrupted, searcher.error)

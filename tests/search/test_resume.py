@@ -151,7 +151,7 @@ def test_resume_run_json_finished(resumed):
 
 # --- fast: the --resume checks and the interrupted-trial bookkeeping, no Ray ---------------------
 
-SAFE_RULE = "(a resume may change only num_samples, max_concurrent, resources.*, max_rejections)"
+SAFE_RULE = "(a resume may change only num_samples, max_concurrent, resources.*, max_rejections, loggers)"
 
 
 def stored_run(tmp_path: Path, study: str, sets: dict) -> Path:

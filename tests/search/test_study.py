@@ -297,3 +297,37 @@ def test_load_study_set_section_typo_keeps_did_you_mean() -> None:
     with pytest.raises(StudyError, match=r"^--set trian\.epochs=4 on .*: unknown key 'trian' at top level; .*"
                                          r"did you mean 'train'\?$"):
         load_study("search_digits", {"trian.epochs": 4})
+
+
+def test_load_study_loggers_default_gives_experiment_analysis_its_files() -> None:
+    assert load_study("quickstart").loggers == ("json", "csv")
+
+
+def test_load_study_loggers_list_is_kept_in_order_and_round_trips(tmp_path: Path) -> None:
+    study = load_study(str(_write(tmp_path, SMALL + "loggers: [csv, tensorboard, json]\n")))
+    assert study.loggers == ("csv", "tensorboard", "json")
+    assert yaml.safe_load(study_to_yaml(study))["loggers"] == ["csv", "tensorboard", "json"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[csv, tensorbord]", "loggers[1]: unknown logger 'tensorbord'; expected one of: json, csv, tensorboard, "
+                          "mlflow, wandb; did you mean 'tensorboard'?"),
+    ("[csv, csv]", "loggers: ['csv', 'csv'] repeats a logger; list each once"),
+    ("{csv: true}", "loggers: {'csv': True} must be a list of logger names"),
+])
+def test_load_study_bad_loggers_name_file_key_value_and_rule(tmp_path: Path, value: str, message: str) -> None:
+    path = _write(tmp_path, SMALL + f"loggers: {value}\n")
+    with pytest.raises(StudyError) as err:
+        load_study(str(path))
+    assert str(err.value).startswith(f"{path}: {message}")
+
+
+def test_load_study_logger_without_its_package_names_the_extra(tmp_path: Path, monkeypatch) -> None:
+    import search.study.sections as sections
+
+    monkeypatch.setattr(sections, "installed", lambda module: module != "mlflow")
+    path = _write(tmp_path, SMALL + "loggers: [csv, mlflow]\n")
+    with pytest.raises(StudyError) as err:
+        load_study(str(path))
+    assert str(err.value) == (f"{path}: loggers[1]: 'mlflow' needs the mlflow package, which is not installed; "
+                              f"pip install 'gsa-nas[trackers]' (mlflow-skinny), or remove mlflow from loggers")

@@ -142,3 +142,9 @@ def test_validation_summary_search_range_in_the_budget_unit(tmp_path: Path) -> N
     text = validation_summary(_grid(tmp_path, 0.002), samples=4)
     line = next(line for line in text.splitlines() if line.startswith("  params "))
     assert re.fullmatch(r"  params \S+ \.\. \S+; MACs \d\.\d{3}M \.\. \d\.\d{3}M \(max_gmacs 0\.002 = 2\.000M\)", line), line
+
+
+def test_validate_cli_unknown_logger_exits_2_with_one_line() -> None:
+    proc = _cli("validate", "quickstart", "--set", "loggers=[csv, tensorflow]")
+    assert (proc.returncode, proc.stdout, proc.stderr.count("\n")) == (2, "", 1)
+    assert "loggers[1]: unknown logger 'tensorflow'; expected one of: json, csv, tensorboard, mlflow, wandb" in proc.stderr
