@@ -174,3 +174,18 @@ def test_torch_ops_large_map_takes_by_heads_content_step(monkeypatch):
         m(torch.randn(1, 4, 16, 32, requires_grad=True))  # N = 512
         m(torch.randn(1, 4, 16, 31, requires_grad=True))  # N = 496
     assert calls == [(1, 512, 2, 2)]
+
+
+@pytest.mark.parametrize("backend", ["auto", "native", "batched", "torch_ops"])
+@pytest.mark.parametrize("kwargs", [dict(), dict(content=False, extent=3), dict(positional=False, out_proj=True)])
+def test_module_runs_on_the_meta_device(backend, kwargs):
+    # Shapes only, forward and backward ("auto" takes batched there); what the op counts rely on.
+    with torch.device("meta"):
+        m = GlobalSelfAttention(8, 16, heads=2, dim_key=4, max_size=(6, 7), **kwargs)
+        x = torch.randn(3, 8, 6, 7, requires_grad=True)
+    with attention_backend(backend):
+        out = m(x)
+    assert (out.device.type, tuple(out.shape)) == ("meta", (3, 16, 6, 7))
+    out.sum().backward()
+    assert (x.grad.device.type, tuple(x.grad.shape)) == ("meta", (3, 8, 6, 7))
+    assert [n for n, p in m.named_parameters() if p.grad is None or p.grad.shape != p.shape] == []

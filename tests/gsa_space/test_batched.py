@@ -132,19 +132,6 @@ def test_torchscript_tracing_runs_torch_ops_when_batched_is_chosen(monkeypatch):
     assert tuple(traced(torch.randn(1, 4, 4, 4)).shape) == (1, 4, 4, 4)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(content=False, extent=3), dict(positional=False, out_proj=True)])
-def test_batched_module_runs_on_the_meta_device(kwargs):
-    # "auto" takes batched on the meta device: shapes only, forward and backward.
-    with torch.device("meta"):
-        m = GlobalSelfAttention(8, 16, heads=2, dim_key=4, max_size=(6, 7), **kwargs)
-        x = torch.randn(3, 8, 6, 7, requires_grad=True)
-    out = m(x)
-    assert (out.device.type, tuple(out.shape)) == ("meta", (3, 16, 6, 7))
-    out.sum().backward()
-    assert (x.grad.device.type, tuple(x.grad.shape)) == ("meta", (3, 8, 6, 7))
-    assert [n for n, p in m.named_parameters() if p.grad is None or p.grad.shape != p.shape] == []
-
-
 # -- torch.compile --------------------------------------------------------------------------------
 
 @pytest.fixture

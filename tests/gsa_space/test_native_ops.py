@@ -67,18 +67,6 @@ def test_axial_step_operator_passes_opcheck(axis, L, channels_last_out):
     torch.library.opcheck(torch.ops.gsa_nas.axial_step.default, args)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(content=False, extent=3), dict(positional=False, out_proj=True)])
-def test_native_module_runs_on_the_meta_device(kwargs):
-    with torch.device("meta"):
-        m = GlobalSelfAttention(8, 16, heads=2, dim_key=4, max_size=(6, 7), **kwargs)
-        x = torch.randn(3, 8, 6, 7, requires_grad=True)
-    out = m(x)
-    assert (out.device.type, tuple(out.shape)) == ("meta", (3, 16, 6, 7))
-    out.sum().backward()
-    assert (x.grad.device.type, tuple(x.grad.shape)) == ("meta", (3, 8, 6, 7))
-    assert [n for n, p in m.named_parameters() if p.grad is None or p.grad.shape != p.shape] == []
-
-
 def test_native_axial_step_runs_on_the_meta_device_and_checks_its_arguments():
     q, v = torch.empty(2, 4, 5, 3, 2, device="meta"), torch.empty(2, 4, 5, 3, 7, device="meta")
     assert tuple(native.axial_step(q, v, torch.empty(3, 5, 2, device="meta"), "row", channels_last_out=False).shape) \
