@@ -91,6 +91,8 @@ ATTR_CONFIG_KEY = "config_key"
 ATTR_TEST_ACC = TEST_ACC
 ATTR_RETRY_OF = "retry_of"            # on an attempt made by --retry-failed: the failed attempt's number
 ATTR_DUPLICATE_OF = "duplicate_of"    # on a sampled point rejected because that config already ran
+ATTR_CHECKPOINT = "checkpoint"        # URI of the trial's latest Tune checkpoint (local path, s3://...)
+ATTR_CHECKPOINT_REJECTED = "checkpoint_rejected"  # why a checkpoint was set aside (trained from epoch 0)
 STUDY_SUPERSEDED_BY = "superseded_by"  # Optuna study attribute: failed attempt's number -> its retry's
 STUDY_RUN_ID = "gsa_run_id"            # Optuna study attribute: the run (run.json run_id) that owns it
 CURVE_KEYS: tuple[str, ...] = (EPOCH, TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR, IMAGES_PER_SEC, "seconds")
@@ -138,6 +140,7 @@ class RunRecord:
     budget_epochs: int | None = None
     input_size: tuple[int, int] | None = None
     storage: str | None = None  # the Optuna storage URL, without its password
+    storage_path: str | None = None  # where Ray Tune writes checkpoints (None: RUN_DIR/tune); no credentials
     optuna_study: str | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     max_concurrent: int = 1

@@ -79,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_from_cli(
         study=args.study, name=args.name, out=args.out, address=args.address,
         storage=args.storage, overrides=_parse_sets(args.set), resume=args.resume,
-        report=not args.no_report, retry_failed=args.retry_failed,
+        report=not args.no_report, retry_failed=args.retry_failed, storage_path=args.storage_path,
     )
 
 
@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="parent directory of run directories (default: runs)")
     p.add_argument("--address", default=None, help="an existing Ray cluster to join")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite in the run dir)")
+    p.add_argument("--storage-path", default=None, metavar="URI",
+                   help="where Ray Tune writes the experiment and trial checkpoints: a directory or shared "
+                        "mount, or a pyarrow URI (s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http; "
+                        "credentials from the AWS_* variables of every node); default RUN_DIR/tune, "
+                        "--resume reuses the run's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")

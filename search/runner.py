@@ -22,6 +22,7 @@ import optuna
 
 from reports import run_dir as R
 from reports import write_report
+from search.checkpoints import check_storage_path, list_sessions
 from search.env_info import env_info
 from search.results import RESOLVED_KEYS, records_summary, space_fields, write_results
 from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
@@ -67,8 +68,10 @@ def resume_hint(run_dir: Path, lost: int = 0) -> str:
     return f"interrupted; continue with: gsa-nas run --resume {run_dir}{again}"
 
 
-def run_record(study: Study, *, name: str, storage: str, started: str, run_id: str | None = None) -> R.RunRecord:
-    """The run.json record (status "running" until the session ends); the storage URL loses its password."""
+def run_record(study: Study, *, name: str, storage: str, started: str, run_id: str | None = None,
+               storage_path: str | None = None) -> R.RunRecord:
+    """The run.json record (status "running" until the session ends); the storage URL loses its password,
+    and `storage_path` (Tune's checkpoints; None: RUN_DIR/tune) never carries credentials."""
     objectives = dict(study.search.objectives) if study.search is not None else {R.VAL_ACC: "max"}
     size = DATASET_SHAPES[study.data.name][0]
     fields = space_fields(study)
@@ -78,6 +81,7 @@ def run_record(study: Study, *, name: str, storage: str, started: str, run_id: s
         resolved_fields=tuple(k for k in RESOLVED_KEYS if k not in fields),
         data=R.DataRef(name=study.data.name, root=study.data.root), budget_epochs=study.train.epochs,
         input_size=(size, size), storage=without_password(storage), optuna_study=name, run_id=run_id,
+        storage_path=storage_path,
         resources=dataclasses.asdict(study.resources), max_concurrent=study.max_concurrent,
     )
 
@@ -108,8 +112,8 @@ def check_resume_sets(resume: str, stored: Path, overrides: Mapping[str, Any]) -
                 f"--name instead")
 
 
-def _open_resume(resume: str, storage: str | None,
-                 overrides: Mapping[str, Any] | None) -> tuple[Study, Path, R.RunRecord, str]:
+def _open_resume(resume: str, storage: str | None, overrides: Mapping[str, Any] | None,
+                 storage_path: str | None = None) -> tuple[Study, Path, R.RunRecord, str]:
     run_dir = Path(resume)
     if not run_dir.exists():
         raise FileNotFoundError(f"--resume {resume}: the directory does not exist; give a run directory "
@@ -127,12 +131,15 @@ def _open_resume(resume: str, storage: str | None,
     if not storage and sqlite_file(str(old.storage)) is not None:
         check_sqlite_file(sqlite_file(str(old.storage)))
     url = storage or old.storage
-    record = run_record(st, name=old.name, storage=url, started=old.started, run_id=old.run_id)
+    checkpoints = check_storage_path(storage_path) if storage_path else old.storage_path
+    record = run_record(st, name=old.name, storage=url, started=old.started, run_id=old.run_id,
+                        storage_path=checkpoints)
     return st, run_dir, dataclasses.replace(record, wall_s=old.wall_s), url
 
 
 def _open_run(study: str | None, name: str | None, out: str | None, storage: str | None,
-              overrides: Mapping[str, Any] | None, resume: str | None) -> tuple[Study, Path, R.RunRecord, str]:
+              overrides: Mapping[str, Any] | None, resume: str | None,
+              storage_path: str | None = None) -> tuple[Study, Path, R.RunRecord, str]:
     """(study, run dir, run.json record, storage URL) — validated before anything is created on disk."""
     if resume and study:
         raise ValueError(f"gsa-nas run: give a study or --resume RUN_DIR, not both (got {study!r} and "
@@ -145,7 +152,7 @@ def _open_run(study: str | None, name: str | None, out: str | None, storage: str
         if given:
             raise ValueError(f"gsa-nas run: {' and '.join(given)} differ from --resume {resume}; "
                              f"a resumed run keeps its directory and name")
-        return _open_resume(resume, storage, overrides)
+        return _open_resume(resume, storage, overrides, storage_path)
     if not study:
         raise ValueError("gsa-nas run: give a study (a file, or a name in studies/) or --resume RUN_DIR")
     st = load_study(study, overrides)
@@ -157,7 +164,9 @@ def _open_run(study: str | None, name: str | None, out: str | None, storage: str
     if storage:
         check_url(storage)
     url = storage or f"sqlite:///{(run_dir / R.OPTUNA_DB).resolve()}"
-    return st, run_dir, run_record(st, name=run_name, storage=url, started=_now(), run_id=uuid.uuid4().hex), url
+    checkpoints = check_storage_path(storage_path) if storage_path else None
+    return st, run_dir, run_record(st, name=run_name, storage=url, started=_now(), run_id=uuid.uuid4().hex,
+                                   storage_path=checkpoints), url
 
 
 def open_ledger(study: Study, record: R.RunRecord, url: str, *, create: bool) -> Ledger:
@@ -252,7 +261,8 @@ def _needs_session(study: Study, ledger: Ledger, *, retry_failed: bool) -> bool:
 
 def run_from_cli(*, study: str | None, name: str | None = None, out: str | None = None, address: str | None = None,
                  storage: str | None = None, overrides: Mapping[str, Any] | None = None,
-                 resume: str | None = None, report: bool = True, retry_failed: bool = False) -> int:
+                 resume: str | None = None, report: bool = True, retry_failed: bool = False,
+                 storage_path: str | None = None) -> int:
     """Run (or resume) a study; returns the exit code (0 finished, 130 interrupted, 143 on SIGTERM).
 
     Every check that can fail (study, --set, name, storage, lock, Ray) runs before the run
@@ -261,7 +271,7 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
     """
     if retry_failed and not resume:
         raise ValueError("gsa-nas run: --retry-failed re-runs the failed trials of a run; give --resume RUN_DIR")
-    st, run_dir, record, url = _open_run(study, name, out, storage, overrides, resume)
+    st, run_dir, record, url = _open_run(study, name, out, storage, overrides, resume, storage_path)
     with RunLock(run_dir):
         if not resume and (run_dir / R.RUN_JSON).exists():  # another driver made it since the first check
             raise ValueError(f"run directory {run_dir} already exists; continue it with "
@@ -306,7 +316,7 @@ def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger, *, addre
     _write_json(run_dir / R.ENV_JSON, env_info())
     ledger.close_running()
     plan = plan_work(st, ledger, retry_failed=retry_failed)
-    sessions = sorted((run_dir / R.TUNE_DIR).glob("session_*")) if (run_dir / R.TUNE_DIR).exists() else []
+    sessions = list_sessions(record.storage_path or str((run_dir / R.TUNE_DIR).resolve()))
     rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
     retried = f"; {plan.retried} failed trial{'' if plan.retried == 1 else 's'} retried" if plan.retried else ""
     trials = f"{plan.to_launch} trial{'' if plan.to_launch == 1 else 's'}"
@@ -324,7 +334,8 @@ def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger, *, addre
 
             data = load_data(st.data)
             outcome = run_session(study=st, ledger=ledger, run_dir=run_dir, data=data, to_launch=plan.to_launch,
-                                  session=f"session_{len(sessions) + 1}", measure=measure, address=address)
+                                  session=f"session_{len(sessions) + 1}", measure=measure, address=address,
+                                  storage_path=record.storage_path)
         if outcome is not None and outcome.error is not None:
             error = outcome.error
         elif stop.sigterm or (outcome is not None and outcome.interrupted):

@@ -17,7 +17,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from reports.run_dir import (ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED, ATTR_STATE, ATTR_TRIAL_KEY,
+from reports.run_dir import (ATTR_CHECKPOINT, ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED, ATTR_STATE, ATTR_TRIAL_KEY,
                              ATTR_VARIANT, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE, INTERRUPTED, PRUNED,
                              STUDY_RUN_ID, STUDY_SUPERSEDED_BY, VAL_ACC)
 
@@ -95,6 +95,19 @@ class Ledger:
         if not self.multi_objective and math.isfinite(value):
             self._storage.set_trial_intermediate_value(tid, epoch, value)
         return not known
+
+    def record_checkpoint(self, number: int, uri: str) -> None:
+        """Remember the trial's latest checkpoint URI (ignored once the trial is finished)."""
+        tid = self.trial_id(number)
+        if not self._storage.get_trial(tid).state.is_finished():
+            self._storage.set_trial_user_attr(tid, ATTR_CHECKPOINT, uri)
+
+    def latest_checkpoint(self, trial_key: str) -> str | None:
+        """The checkpoint URI the latest attempt of `trial_key` recorded (an interrupted or failed
+        attempt, continued by a resume or `--retry-failed`); None when no attempt saved one."""
+        found = [t for t in self.study.get_trials(deepcopy=False)
+                 if t.user_attrs.get(ATTR_TRIAL_KEY) == trial_key and t.user_attrs.get(ATTR_CHECKPOINT)]
+        return max(found, key=lambda t: t.number).user_attrs[ATTR_CHECKPOINT] if found else None
 
     def should_prune(self, number: int) -> bool:
         """Ask the study's pruner about the trial's intermediate values so far."""

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from reports.run_dir import ATTR_REASON
+from reports.run_dir import ATTR_CHECKPOINT_REJECTED, ATTR_REASON
 from search.tune.ledger import OBJECTIVE_METRIC, Ledger
-from search.tune.trial_config import RESTORED_HISTORY, RESULT_EPOCH, optuna_number
+from search.tune.trial_config import CHECKPOINT_REJECTED, RESTORED_HISTORY, RESULT_EPOCH, optuna_number
 
 
 
@@ -29,6 +29,8 @@ def record(ledger: Ledger, trial: Any, result: Mapping[str, Any]) -> None:
         for row in rows:
             ledger.record_epoch(number, row)
         ledger.set_attrs(number, {"restored_epochs": len(rows)})
+    if result.get(CHECKPOINT_REJECTED):
+        ledger.set_attrs(number, {ATTR_CHECKPOINT_REJECTED: str(result[CHECKPOINT_REJECTED])})
     ledger.record_epoch(number, result)
 
 

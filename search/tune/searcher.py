@@ -153,7 +153,8 @@ class GsaSearcher(Searcher):
         self._ledger.set_attrs(trial.number, {**attrs_out, ATTR_EPOCHS: 0})
         self._budgets[trial.number] = int(spec.train.epochs)
         config = TrialConfig(optuna_number=trial.number, trial_key=key, variant=variant, seed=seed,
-                             params=tuple(values.items()), complexity=tuple(cx.items()))
+                             params=tuple(values.items()), complexity=tuple(cx.items()),
+                             restore_from=None if fresh else self._ledger.latest_checkpoint(key))
         return config, ""
 
     def _reject(self, trial: Any, attrs: dict, reason: str, margins: list[float]) -> None:

@@ -1,22 +1,23 @@
 """The Ray Tune trainable: one epoch of a `Trainer` per `step()`, checkpointed every epoch.
 
 The data set arrives once through the object store (`tune.with_parameters`); the trial is
-rebuilt from the study and the sampled values (`resolve_trial`), never from YAML. The
-checkpoint `RUN_DIR/checkpoints/<trial_key>/last.pt` lets a retried or resumed trial continue.
+rebuilt from the study and the sampled values (`resolve_trial`), never from YAML. Checkpoints go
+through Ray Tune's Checkpoint API to the run's storage path (`search.checkpoints` owns their
+contents), so a retried or resumed trial continues on any node.
 Worker imports stay light: torch and the training loop, no pandas, fvcore or Optuna.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from reports.run_dir import BEST_EPOCH, BEST_VAL_ACC, TEST_ACC
 from search.faults import before_epoch
-from search.tune.trial_config import DIVERGED, DONE, RESTORED_HISTORY, RESULT_BUDGET, RESULT_EPOCH, TrialConfig
+from search.tune.trial_config import (CHECKPOINT_REJECTED, DIVERGED, DONE, RESTORED_HISTORY, RESULT_BUDGET,
+                                      RESULT_EPOCH, TrialConfig)
 
 if TYPE_CHECKING:
     from search.study import Study
@@ -39,41 +40,60 @@ def trial_device(gpu: float) -> str:
 
 
 class GsaTrainable(tune.Trainable):
-    """Trains the trial a `TrialConfig` names (its Tune config is `TrialConfig.to_config()`)."""
+    """Trains the trial a `TrialConfig` names (its Tune config is `TrialConfig.to_config()`).
 
-    def setup(self, config: dict, data: Any = None, study: Study | None = None, run_dir: str = "") -> None:
+    Tune saves a checkpoint after every epoch (`save_checkpoint`) to the run's storage path and
+    restores a retried trial from it (`load_checkpoint`) on whichever node runs it; a trial that
+    a resumed run starts again comes with the URI of its last checkpoint (`restore_from`).
+    What a checkpoint holds and how it is loaded is `search.checkpoints`'s business.
+    """
+
+    def setup(self, config: dict, data: Any = None, study: Study | None = None) -> None:
         from search.worker import configure_process
 
-        self._data, self._study, self._run_dir = data, study, Path(run_dir)
+        self._data, self._study = data, study
         res = study.resources  # equal for every trial, so a reused actor keeps these settings
         configure_process(threads=max(1, int(res.cpu)), device=trial_device(res.gpu))
         self._start(config)
 
-    def _start(self, config: dict) -> None:
+    def _new_trainer(self) -> None:
         from search.study import resolve_trial
-        from search.train_loop import Trainer, load_checkpoint
+        from search.train_loop import Trainer
 
-        trial = TrialConfig.from_config(config)
+        trial = self._trial
         spec = resolve_trial(self._study, variant=trial.variant, seed=trial.seed, params=trial.params_dict())
-        res = self._study.resources
-        self._trainer = Trainer(spec, self._data, device=trial_device(res.gpu), augment=self._study.data.augment)
+        self._trainer = Trainer(spec, self._data, device=trial_device(self._study.resources.gpu),
+                                augment=self._study.data.augment)
         self._budget = int(spec.train.epochs)
+
+    def _start(self, config: dict) -> None:
+        from search.checkpoints import CheckpointRejected, load_trainer_from_uri
+
+        self._trial = trial = TrialConfig.from_config(config)
+        self._new_trainer()
         self._complexity = trial.complexity_dict()
         self._trial_key = trial.trial_key
-        self._ckpt = self._run_dir / "checkpoints" / trial.trial_key / "last.pt"
         self._carried: list[dict] = []
-        if self._ckpt.exists():
-            load_checkpoint(self._trainer, self._ckpt)
-            self._carried = [r.as_dict() for r in self._trainer.history]
+        self._rejected = ""
+        if trial.restore_from:
+            try:
+                load_trainer_from_uri(self._trainer, trial.restore_from)
+                self._carried = [r.as_dict() for r in self._trainer.history]
+            except CheckpointRejected as err:
+                self._rejected = str(err)
+                self._new_trainer()
 
     def step(self) -> dict:
-        from search.train_loop import DivergedError, save_checkpoint
+        from search.train_loop import DivergedError
 
         trainer = self._trainer
         result: dict[str, Any] = {**self._complexity, RESULT_BUDGET: self._budget}
         if self._carried:
             result[RESTORED_HISTORY] = json.dumps(self._carried)
             self._carried = []
+        if self._rejected:
+            result[CHECKPOINT_REJECTED] = self._rejected
+            self._rejected = ""
         if trainer.epoch >= self._budget:  # the checkpoint already holds the full budget
             last = trainer.history[-1].as_dict()
         else:
@@ -83,7 +103,6 @@ class GsaTrainable(tune.Trainable):
             except DivergedError as err:
                 reason = str(err) if str(err).startswith("diverged") else f"diverged: {err}"
                 return {**result, RESULT_EPOCH: trainer.epoch, DIVERGED: reason, DONE: True}
-            save_checkpoint(trainer, self._ckpt)
         result.update(last)
         result[BEST_VAL_ACC] = trainer.best_val_acc
         result[BEST_EPOCH] = trainer.best_epoch
@@ -97,13 +116,22 @@ class GsaTrainable(tune.Trainable):
         self._start(new_config)
         return True
 
-    def save_checkpoint(self, checkpoint_dir: str) -> dict:
-        # Our own checkpoint file is the state; Tune only records where it is.
-        return {"path": str(self._ckpt)}
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """Write the trainer's state into Tune's checkpoint directory (Tune persists it to storage)."""
+        from search.checkpoints import save_trainer
+
+        save_trainer(self._trainer, checkpoint_dir)
 
     def load_checkpoint(self, checkpoint: Any) -> None:
-        from search.train_loop import load_checkpoint
+        """Restore from Tune's checkpoint directory; one that cannot be loaded is set aside and the
+        trial starts at epoch 0 (the next result says why)."""
+        from search.checkpoints import CheckpointRejected, load_trainer
 
-        path = Path(checkpoint["path"]) if isinstance(checkpoint, dict) else self._ckpt
-        if path.exists():
-            load_checkpoint(self._trainer, path)
+        try:
+            load_trainer(self._trainer, checkpoint)
+            self._carried = [r.as_dict() for r in self._trainer.history]
+            self._rejected = ""  # a newer checkpoint than the one `restore_from` named was loaded
+        except CheckpointRejected as err:
+            self._rejected = str(err)
+            self._carried = []
+            self._new_trainer()

@@ -17,16 +17,18 @@ DIVERGED = "diverged"                    # the reason, when the loss stopped bei
 RESTORED_HISTORY = "restored_history"    # JSON list of epochs trained before a restore
 RESULT_EPOCH = "epoch"                   # Tune's time attribute for schedulers (ASHA)
 RESULT_BUDGET = "budget_epochs"          # the trial's full budget, for the progress line's k/n
+CHECKPOINT_REJECTED = "checkpoint_rejected"  # why a checkpoint was set aside and the trial began at epoch 0
 
-_NUMBER, _KEY, _VARIANT, _SEED, _PARAMS, _COMPLEXITY = (
-    "optuna_number", "trial_key", "variant", "seed", "params", "complexity")
+_NUMBER, _KEY, _VARIANT, _SEED, _PARAMS, _COMPLEXITY, _RESTORE = (
+    "optuna_number", "trial_key", "variant", "seed", "params", "complexity", "restore_from")
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """What a trainable needs to rebuild its trial: the Optuna trial number (its ledger record),
-    the stable trial key, the ablation variant (None in a search), the seed, the sampled values
-    and the compute counted before launch (reported with every result)."""
+    the stable trial key, the ablation variant (None in a search), the seed, the sampled values,
+    the compute counted before launch (reported with every result), and the checkpoint URI an
+    earlier attempt of the same trial key left (None: start at epoch 0)."""
 
     optuna_number: int
     trial_key: str
@@ -34,6 +36,7 @@ class TrialConfig:
     seed: int
     params: tuple[tuple[str, Any], ...] = ()
     complexity: tuple[tuple[str, float], ...] = ()
+    restore_from: str | None = None
 
     def params_dict(self) -> dict[str, Any]:
         return dict(self.params)
@@ -44,7 +47,7 @@ class TrialConfig:
     def to_config(self) -> dict[str, Any]:
         """The plain dict Ray Tune stores (and hands back to the trainable)."""
         return {_NUMBER: self.optuna_number, _KEY: self.trial_key, _VARIANT: self.variant, _SEED: self.seed,
-                _PARAMS: dict(self.params), _COMPLEXITY: dict(self.complexity)}
+                _PARAMS: dict(self.params), _COMPLEXITY: dict(self.complexity), _RESTORE: self.restore_from}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "TrialConfig":
@@ -54,7 +57,8 @@ class TrialConfig:
             raise KeyError(f"a gsa-nas Tune config needs {missing}, but got keys {sorted(config)}")
         return cls(optuna_number=int(config[_NUMBER]), trial_key=str(config[_KEY]), variant=config[_VARIANT],
                    seed=int(config[_SEED]), params=tuple((config.get(_PARAMS) or {}).items()),
-                   complexity=tuple((config.get(_COMPLEXITY) or {}).items()))
+                   complexity=tuple((config.get(_COMPLEXITY) or {}).items()),
+                   restore_from=config.get(_RESTORE) or None)
 
 
 def optuna_number(config: Mapping[str, Any]) -> int | None:

@@ -18,6 +18,7 @@ from ray import tune
 
 from search.resources import Available, capacity
 from search.study import Study, TrialSpec
+from search.tune.checkpoint_record import CheckpointRecorder
 from search.tune.cluster import start_ray
 from search.tune.ledger import Ledger
 from search.tune.progress import ProgressLine, Tally
@@ -62,8 +63,12 @@ def put_data(data: Any) -> Any:
 
 def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_launch: int, session: str,
                 measure: Callable[[TrialSpec], Mapping[str, float]], address: str | None = None,
-                progress_every_s: float | None = None) -> SessionOutcome:
+                progress_every_s: float | None = None, storage_path: str | None = None) -> SessionOutcome:
     """Run up to `to_launch` trials of `study` in one Tune experiment; records go to `ledger`.
+
+    The experiment and every trial's checkpoints go to `storage_path` (a local path or a pyarrow
+    URI such as s3://...; default RUN_DIR/tune): a checkpoint after each epoch, the last two kept,
+    each one's URI recorded in the trial's Optuna record.
 
     Tune's logger callbacks are the study's `loggers`; the progress line is named after the run
     directory and updates every `progress_every_s` (None: 1 s on a terminal, a minute in a log).
@@ -91,9 +96,10 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
     progress = ProgressLine(run_dir.name, tally, every_s=progress_every_s,
                             capacity=min(study.max_concurrent, capacity(study, cluster_resources(address))))
     trainable = tune.with_resources(
-        tune.with_parameters(GsaTrainable, data=data_ref, study=study, run_dir=str(run_dir.resolve())),
+        tune.with_parameters(GsaTrainable, data=data_ref, study=study),
         {"cpu": res.cpu, "gpu": res.gpu},
     )
+    storage = storage_path or str((run_dir / "tune").resolve())
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -102,10 +108,11 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
             trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=session, storage_path=str((run_dir / "tune").resolve()), verbose=0,
+            name=session, storage_path=storage, verbose=0,
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=0, checkpoint_at_end=False),
-            callbacks=[progress, *logger_callbacks(study.loggers, run_dir=run_dir, run_name=run_dir.name)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_frequency=1, checkpoint_at_end=False),
+            callbacks=[progress, CheckpointRecorder(ledger, storage),
+                       *logger_callbacks(study.loggers, run_dir=run_dir, run_name=run_dir.name)],
         ),
     )
     for tracker in ("mlflow", "alembic"):  # once imported: MLflow's notes on setting up its store

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import re
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -118,7 +119,13 @@ def test_run_ablation_loads_data_once_and_puts_it_once(run):
 
 
 def test_run_ablation_checkpoints_per_trial_key(run):
-    assert sorted(p.name for p in (run["dir"] / "checkpoints").iterdir()) == KEYS
+    # Tune's checkpoints under RUN_DIR/tune (the default --storage-path), the latest one's URI in Optuna
+    study = optuna.load_study(study_name="abl", storage=f"sqlite:///{run['dir'] / 'optuna.db'}")
+    latest = {t.user_attrs["trial_key"]: Path(t.user_attrs["checkpoint"]) for t in study.trials}
+    assert sorted(latest) == KEYS
+    tune_dir = (run["dir"] / "tune" / "session_1").resolve()
+    assert {k: (p.parent.parent, p.parent.name.startswith(k), p.name, (p / "trainer.pt").is_file())
+            for k, p in latest.items()} == {k: (tune_dir, True, "checkpoint_000001", True) for k in KEYS}
 
 
 def test_run_ablation_progress_counts_both_concurrent_trials(run):
