@@ -140,6 +140,10 @@ def _set_aside_local(path: Path) -> None:
 
 
 def _reason(where: Path | str, err: BaseException) -> str:
-    detail = " ".join(str(err).split())[:300] or type(err).__name__
+    text = str(err)
+    refused = [ln for ln in text.splitlines() if "WeightsUnpickler error" in ln]
+    if refused:  # torch's message opens with a page on weights_only; its one telling line is this
+        text = f"refused by torch.load(weights_only=True): {refused[0].strip()}"
+    detail = " ".join(text.split())[:300] or type(err).__name__
     return (f"checkpoint rejected: {where} could not be loaded ({type(err).__name__}: {detail}); "
             f"set aside as {CHECKPOINT_FILE}{BAD_SUFFIX}, trained from epoch 0")
