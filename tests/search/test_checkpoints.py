@@ -43,6 +43,16 @@ def test_check_storage_path_refuses_credentials_in_the_uri():
     assert SECRET not in str(err.value)
 
 
+def test_run_with_credentials_in_storage_path_exits_2_and_creates_nothing(tmp_path, capsys):
+    from search.cli import main
+
+    uri = f"s3://bkt/runs?endpoint_override=127.0.0.1:9&scheme=http&secret_key={SECRET}"
+    assert main(["run", "quickstart", "--out", str(tmp_path / "runs"), "--storage-path", uri]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gsa-nas: error: --storage-path: the URI carries secret_key;") and SECRET not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_storage_path_makes_a_local_path_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert check_storage_path("ckpts") == str(tmp_path / "ckpts")
