@@ -12,11 +12,13 @@ our num_cpus), and says so. All of it runs before the run directory is created.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import ray
 from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
@@ -143,15 +145,23 @@ def _check_joinable(target: RayTarget) -> None:
                            f"check the address and that the head runs (ray status --address {address})")
 
 
-def _enable_token_mode() -> None:
-    """RAY_AUTH_MODE=token for this process and its children, as Ray does for a cluster it finds."""
+@contextlib.contextmanager
+def _auth_notice_muted() -> Iterator[None]:
+    """Ray's warning that it turned token authentication on, muted while the block runs: it comes
+    on every run that starts a local Ray, and when we turn token mode on we say why ourselves."""
     notice = logging.getLogger(AUTH_NOTICE_LOGGER)
     level = notice.level
-    notice.setLevel(logging.ERROR)  # Ray warns that it turned token mode on; we say why instead
+    notice.setLevel(logging.ERROR)
     try:
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        yield
     finally:
         notice.setLevel(level)
+
+
+def _enable_token_mode() -> None:
+    """RAY_AUTH_MODE=token for this process and its children, as Ray does for a cluster it finds."""
+    with _auth_notice_muted():
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     AuthenticationTokenLoader.instance().reset_cache()
 
 
@@ -161,28 +171,20 @@ def start_ray(address: str | None) -> RayTarget:
     target = choose_ray(address)
     if ray.is_initialized():
         return target
+    if target.address:
+        _check_joinable(target)
+    if target.notice:
+        say(target.notice)
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
     if target.address:  # the user's cluster: its authentication settings and Ray's warnings stand
-        _check_joinable(target)
-        if target.notice:
-            say(target.notice)
         try:
             ray.init(address=target.address, **quiet)
         except (ConnectionError, RuntimeError) as err:
-            raise ClusterError(f"cannot join the Ray cluster at {target.shown or target.address}: {' '.join(str(err).split())[:300]}") \
-                from None
+            raise ClusterError(f"cannot join the Ray cluster at {target.shown or target.address}: "
+                               f"{' '.join(str(err).split())[:300]}") from None
         return target
-    if target.notice:
-        say(target.notice)
-    # A new local Ray turns token authentication on by default and warns that it did so on every
-    # run. Auth stays on (we never set RAY_AUTH_MODE); only that one notice is muted, while
-    # ray.init runs. Setting RAY_AUTH_MODE=token here instead fails: Ray has already read its
-    # config at import time.
-    notice = logging.getLogger(AUTH_NOTICE_LOGGER)
-    level = notice.level
-    notice.setLevel(logging.ERROR)
-    try:
+    # A new local Ray keeps token authentication on (we never set RAY_AUTH_MODE); setting
+    # RAY_AUTH_MODE=token here instead fails: Ray has already read its config at import time.
+    with _auth_notice_muted():
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
-    finally:
-        notice.setLevel(level)
     return target
