@@ -10,7 +10,7 @@ Worker imports stay light: torch and the training loop, no pandas, fvcore or Opt
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ray import tune
 
@@ -67,7 +67,7 @@ class GsaTrainable(tune.Trainable):
         self._budget = int(spec.train.epochs)
 
     def _start(self, config: dict) -> None:
-        from search.checkpoints import CheckpointRejected, load_trainer_from_uri
+        from search.checkpoints import load_trainer_from_uri
 
         self._trial = trial = TrialConfig.from_config(config)
         self._new_trainer()
@@ -76,12 +76,22 @@ class GsaTrainable(tune.Trainable):
         self._carried: list[dict] = []
         self._rejected = ""
         if trial.restore_from:
-            try:
-                load_trainer_from_uri(self._trainer, trial.restore_from)
-                self._carried = [r.as_dict() for r in self._trainer.history]
-            except CheckpointRejected as err:
-                self._rejected = str(err)
-                self._new_trainer()
+            self._restore(lambda trainer: load_trainer_from_uri(trainer, trial.restore_from))
+
+    def _restore(self, load: Callable[[Any], Any]) -> None:
+        """Restore the trainer with `load`; the epochs it brings are reported with the next result.
+        A checkpoint `load` rejects (already set aside) leaves a fresh trainer at epoch 0 and its
+        reason for the next result."""
+        from search.checkpoints import CheckpointRejected
+
+        try:
+            load(self._trainer)
+            self._carried = [r.as_dict() for r in self._trainer.history]
+            self._rejected = ""  # a later checkpoint than one rejected before was loaded
+        except CheckpointRejected as err:
+            self._rejected = str(err)
+            self._carried = []
+            self._new_trainer()
 
     def step(self) -> dict:
         from search.train_loop import DivergedError
@@ -125,13 +135,6 @@ class GsaTrainable(tune.Trainable):
     def load_checkpoint(self, checkpoint: Any) -> None:
         """Restore from Tune's checkpoint directory; one that cannot be loaded is set aside and the
         trial starts at epoch 0 (the next result says why)."""
-        from search.checkpoints import CheckpointRejected, load_trainer
+        from search.checkpoints import load_trainer
 
-        try:
-            load_trainer(self._trainer, checkpoint)
-            self._carried = [r.as_dict() for r in self._trainer.history]
-            self._rejected = ""  # a newer checkpoint than the one `restore_from` named was loaded
-        except CheckpointRejected as err:
-            self._rejected = str(err)
-            self._carried = []
-            self._new_trainer()
+        self._restore(lambda trainer: load_trainer(trainer, checkpoint))
