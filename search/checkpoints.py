@@ -19,13 +19,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
+from reports.run_dir import TUNE_DIR
 from search.train_loop import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from search.train_loop import Trainer
 
 __all__ = ["CHECKPOINT_FILE", "BAD_SUFFIX", "CheckpointRejected", "check_storage_path", "checkpoint_uri",
-           "list_sessions", "save_trainer", "load_trainer", "load_trainer_from_uri"]
+           "list_sessions", "storage_root", "save_trainer", "load_trainer", "load_trainer_from_uri"]
 
 CHECKPOINT_FILE = "trainer.pt"
 BAD_SUFFIX = ".bad"
@@ -62,6 +63,11 @@ def check_storage_path(uri: str) -> str:
         raise ValueError(f"--storage-path {uri}: pyarrow cannot open it ({detail}); give a local directory "
                          f"or a URI such as s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http") from None
     return uri
+
+
+def storage_root(run_dir: Path, storage_path: str | None) -> str:
+    """Where a run's Tune experiments go: its `--storage-path`, else RUN_DIR/tune (absolute)."""
+    return storage_path or str((run_dir / TUNE_DIR).resolve())
 
 
 def checkpoint_uri(storage_path: str, fs_path: str) -> str:

@@ -22,7 +22,7 @@ import optuna
 
 from reports import run_dir as R
 from reports import write_report
-from search.checkpoints import check_storage_path, list_sessions
+from search.checkpoints import check_storage_path, list_sessions, storage_root
 from search.env_info import env_info
 from search.results import RESOLVED_KEYS, records_summary, space_fields, write_results
 from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
@@ -128,8 +128,9 @@ def _open_resume(resume: str, storage: str | None, overrides: Mapping[str, Any] 
     old = R.read_run_record(run_dir)
     if storage:
         check_url(storage)
-    if not storage and sqlite_file(str(old.storage)) is not None:
-        check_sqlite_file(sqlite_file(str(old.storage)))
+    old_database = None if storage else sqlite_file(str(old.storage))
+    if old_database is not None:
+        check_sqlite_file(old_database)
     url = storage or old.storage
     checkpoints = check_storage_path(storage_path) if storage_path else old.storage_path
     record = run_record(st, name=old.name, storage=url, started=old.started, run_id=old.run_id,
@@ -316,7 +317,7 @@ def _run(st: Study, run_dir: Path, record: R.RunRecord, ledger: Ledger, *, addre
     _write_json(run_dir / R.ENV_JSON, env_info())
     ledger.close_running()
     plan = plan_work(st, ledger, retry_failed=retry_failed)
-    sessions = list_sessions(record.storage_path or str((run_dir / R.TUNE_DIR).resolve()))
+    sessions = list_sessions(storage_root(run_dir, record.storage_path))
     rerun = f"; {interrupted_note(plan.rerun, now=True)}" if plan.rerun else ""
     retried = f"; {plan.retried} failed trial{'' if plan.retried == 1 else 's'} retried" if plan.retried else ""
     trials = f"{plan.to_launch} trial{'' if plan.to_launch == 1 else 's'}"

@@ -1,7 +1,7 @@
 """Ray Tune session: start (or join) Ray, put the data once, run the trials, shut down.
 
-`search.tune.cluster` decides which Ray a run uses and starts or joins it; the environment variables that quiet Ray are set
-before `ray` is first imported, by `search.tune.ray_env` (the package's first import).
+`search.tune.cluster` decides which Ray a run uses and starts or joins it; the environment
+variables that quiet Ray are set before `ray` is first imported, by `search.tune.ray_env`.
 Each call is one Tune experiment under `RUN_DIR/tune/<session>`; a resumed run starts a new
 session, with the work list computed from the Optuna ledger, not from Tune's snapshot.
 """
@@ -17,6 +17,7 @@ import ray
 from ray import tune
 
 from search.resources import Available, capacity
+from search.checkpoints import storage_root
 from search.study import Study, TrialSpec
 from search.tune.checkpoint_record import CheckpointRecorder
 from search.tune.cluster import start_ray
@@ -99,7 +100,7 @@ def run_session(*, study: Study, ledger: Ledger, run_dir: Path, data: Any, to_la
         tune.with_parameters(GsaTrainable, data=data_ref, study=study),
         {"cpu": res.cpu, "gpu": res.gpu},
     )
-    storage = storage_path or str((run_dir / "tune").resolve())
+    storage = storage_root(run_dir, storage_path)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
