@@ -5,8 +5,8 @@ copy of q and its values into lines, one product of q with every offset's embedd
 of those logits, read through a skewed view as (position, partner) logits, with the values. No
 chunking and no loop over heads; autograd differentiates the ops, and under autocast the products
 run in its dtype as the rest of a network's do. 48 aten ops for a forward and backward at any batch
-size and map (52 for a window shorter than 2S - 1; tests/gsa_space/test_op_budget.py). Math: docs/gsa.md (§7 maps it to this code); this backend
-equals gsa_space.attention.spec (tests/gsa_space/test_batched.py).
+size and map (52 for a window shorter than 2S - 1; tests/gsa_space/test_op_budget.py).
+Math: docs/gsa.md (§7 maps it to this code); this backend equals gsa_space.attention.spec (tests/gsa_space/test_batched.py).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 `tuner.run_session` runs one Tune experiment; `searcher` (Optuna ask/tell, budgets) and
 `scheduler` (pruning) keep the Optuna `ledger`; `trainable` trains a trial named by a
 `trial_config.TrialConfig`; `plan` decides what a session launches; `space_compile` turns a
-study's space into Optuna suggestions; `ray_env` quiets Ray at the process edge; `cluster` joins the user's Ray or starts one. Names are
-imported lazily (by importlib, declared in tests/test_architecture.py) so that a Tune worker
-loading `trainable` pays only for torch.
+study's space into Optuna suggestions; `ray_env` quiets Ray at the process edge; `cluster`
+joins the user's Ray or starts one. Names are imported lazily (by importlib, declared in
+tests/test_architecture.py) so that a Tune worker loading `trainable` pays only for torch.
 """
 
 from __future__ import annotations

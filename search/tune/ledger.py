@@ -17,8 +17,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from reports.run_dir import (ATTR_CHECKPOINT, ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED, ATTR_STATE, ATTR_TRIAL_KEY,
-                             ATTR_VARIANT, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE, INTERRUPTED, PRUNED,
+from reports.run_dir import (ATTR_CHECKPOINT, ATTR_CURVE, ATTR_EPOCHS, ATTR_REASON, ATTR_RETRY_OF, ATTR_SEED,
+                             ATTR_STATE, ATTR_TRIAL_KEY, ATTR_VARIANT, COMPLETE, CURVE_KEYS, FAILED, INFEASIBLE, INTERRUPTED, PRUNED,
                              STUDY_RUN_ID, STUDY_SUPERSEDED_BY, VAL_ACC)
 
 OBJECTIVE_METRIC = VAL_ACC  # what pruners and ASHA watch, and what Optuna is told per epoch
