@@ -6,8 +6,9 @@ finds it (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, then ~/.ray/auth_token), without 
 to set RAY_AUTH_MODE (Ray turns token mode on by itself only for a cluster it finds, never for a
 named address); a missing or refused token, or nobody answering, is one `ClusterError` line
 instead of 20 s of retries and a traceback. Without an address a run starts its own local Ray,
-also when a cluster's address file is found on this machine (Ray would join that one and refuse
-our num_cpus), and says so. All of it runs before the run directory is created.
+listening on 127.0.0.1 only, with token authentication on; also when a cluster's address file is
+found on this machine (Ray would join that one and refuse our num_cpus), and it says so. All of it
+runs before the run directory is created.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import ray
+from ray._private import ray_constants
 from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
 from ray._private.services import canonicalize_bootstrap_address
 from ray._raylet import AuthenticationTokenLoader, GcsClient
@@ -33,6 +35,9 @@ __all__ = ["ClusterError", "RayTarget", "choose_ray", "start_ray", "token_source
 AUTH_MODE = "RAY_AUTH_MODE"
 TOKEN_VARIABLES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
 AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+# Ray's single-machine switch (its default on macOS and Windows): the node's address becomes
+# 127.0.0.1, and Ray's gRPC servers and agents listen on the node's address.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PROBE_TIMEOUT_S = 3
 # A probe names no cluster id: a GCS that let the call through answers "WrongClusterID", which
 # shows the token passed (or that none was needed) without the 20 s id handshake of ray.init.
@@ -185,6 +190,15 @@ def start_ray(address: str | None) -> RayTarget:
         return target
     # A new local Ray keeps token authentication on (we never set RAY_AUTH_MODE); setting
     # RAY_AUTH_MODE=token here instead fails: Ray has already read its config at import time.
+    _single_machine()
     with _auth_notice_muted():
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     return target
+
+
+def _single_machine() -> None:
+    """Make a local Ray listen on 127.0.0.1 only: nobody else can reach it (an exposed Ray runs
+    anyone's code, CVE-2023-48022). Ray reads the switch at import, so the constant is set too;
+    the variable carries it to the processes Ray starts."""
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
