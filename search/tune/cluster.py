@@ -190,15 +190,24 @@ def start_ray(address: str | None) -> RayTarget:
         return target
     # A new local Ray keeps token authentication on (we never set RAY_AUTH_MODE); setting
     # RAY_AUTH_MODE=token here instead fails: Ray has already read its config at import time.
-    _single_machine()
-    with _auth_notice_muted():
+    with _auth_notice_muted(), _single_machine():
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     return target
 
 
-def _single_machine() -> None:
-    """Make a local Ray listen on 127.0.0.1 only: nobody else can reach it (an exposed Ray runs
-    anyone's code, CVE-2023-48022). Ray reads the switch at import, so the constant is set too;
-    the variable carries it to the processes Ray starts."""
-    os.environ[SINGLE_MACHINE_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+@contextlib.contextmanager
+def _single_machine() -> Iterator[None]:
+    """Ray started in the block listens on 127.0.0.1 only: nobody else can reach it (an exposed
+    Ray runs anyone's code, CVE-2023-48022). Ray reads the switch at import, so the constant is
+    set too; the variable reaches the processes Ray starts. Both are put back after the start, so
+    a later join from this process (or a `ray start` it spawns) is a normal cluster member."""
+    saved = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = saved[0]
+        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
