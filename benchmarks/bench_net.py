@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from gsa_space.networks import create_net

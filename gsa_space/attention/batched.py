@@ -23,7 +23,7 @@ __all__ = ["axial_step", "gsa_forward"]
 def gsa_forward(p: GSAParams, x: Tensor) -> Tensor:
     """F_c + F_p of `p` on x (B, C_in, H, W) -> (B, h * dv, H, W), NCHW, before out_proj."""
     B, C_in, H, W = x.shape
-    h, dk, dv = p.heads, p.dim_key, p.dim_value
+    h, dv = p.heads, p.dim_value
     # §1: one 1x1 product with the weights interleaved per head, q|v|k: every (image, head) pair
     # then owns one block of channels, so (B, h) merge into one batch dimension in every view below.
     weights = [w for w in (p.to_q, p.to_v, p.to_k) if w is not None]

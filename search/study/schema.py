@@ -8,7 +8,7 @@ study plus sampled values into a `TrialSpec` that a worker trains without readin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from gsa_space.config import NetConfig

@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -26,11 +23,9 @@ from optuna.trial import TrialState
 from search.checkpoints import (BAD_SUFFIX, CHECKPOINT_FILE, CheckpointRejected, check_storage_path, checkpoint_uri,
                                 load_trainer, save_trainer)
 from search.faults import Fault, count_markers
+from tests.search.s3_server import SECRET, s3_server  # noqa: F401  (a fixture)
 from tests.search.test_faults import ROOT, cli, cli_cmd, cli_env, descendants, markers_plan, trials, wait_for
 
-SECRET = "gsa-nas-test-secret-Zq81xK"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "gsa-nas-test-key", "AWS_SECRET_ACCESS_KEY": SECRET,
-               "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 # --- fast: no Ray ------------------------------------------------------------------------------
@@ -102,36 +97,6 @@ def test_load_trainer_restores_the_epochs_saved(tmp_path):
 
 
 # --- slow: S3 (moto) as the storage path ------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on 127.0.0.1 with bucket `gsa`; the AWS variables set to test values."""
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-    client.create_bucket(Bucket="gsa")
-    try:
-        yield {"port": port, "client": client,
-               "uri": f"s3://gsa/runs?endpoint_override=127.0.0.1:{port}&scheme=http"}
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
 
 def checkpointed_running(db: Path, key: str) -> bool:
     """Whether trial `key` is RUNNING with a checkpoint URI recorded in the Optuna DB."""

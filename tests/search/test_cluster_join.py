@@ -2,103 +2,35 @@
 taken the way Ray takes it without RAY_AUTH_MODE, and every refusal one line with exit 2 before
 the run directory exists.
 
-Each cluster is a real `ray start --head --block` on 127.0.0.1 started by the fixture in its own
-process group, with its own --temp-dir, ports, HOME and RAY_AUTH_MODE / token file set
-explicitly (Ray 2.60 decides authentication from both), and stopped by killing that group (never
-`ray stop`, which would stop every Ray on the machine).
+Each cluster is a real `ray start --head --block` on 127.0.0.1 (`tests.search.ray_nodes`: its own
+process group, --temp-dir, ports, HOME, RAY_AUTH_MODE and token file; stopped by PID).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.search.ray_nodes import RAY_VARIABLES, TOKEN, RayNode, clean_env, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-RAY = Path(sys.executable).with_name("ray")
-TOKEN = "gsa0nas0test0token0" + "7" * 13
 SETS = ["train.epochs=1", "train.warmup_epochs=0", "seeds=[0]", "variants={both: {}}", "max_concurrent=1"]
-RAY_VARIABLES = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in RAY_VARIABLES}
-    return {**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", **extra}
-
-
-class Head:
-    """One `ray start --head --block` in a process group of its own."""
-
-    def __init__(self, auth: bool) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="gsa-ray-", dir="/tmp"))
-        self.home = self.root / "home"
-        (self.home / ".ray").mkdir(parents=True)
-        self.token_file = self.root / "token"
-        self.token_file.write_text(TOKEN)
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        auth_env = ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file)} if auth
-                    else {"RAY_AUTH_MODE": "disabled"})
-        cmd = [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.port}",
-               f"--temp-dir={self.root / 'ray'}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-               "--disable-usage-stats",
-               f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}"]
-        self.proc = subprocess.Popen(cmd, env=clean_env(self.home, **auth_env), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        deadline, seen = time.monotonic() + 180, []
-        for line in self.proc.stdout:  # --block prints this once every process of the head is up
-            seen.append(line)
-            if "Ray runtime started" in line:
-                break
-            if time.monotonic() > deadline:
-                break
-        else:
-            self.stop()
-            pytest.fail("ray start --head exited:\n" + "".join(seen[-20:]))
-
-    def driver_logs(self) -> list[Path]:
-        """Core-driver logs in this head's session: one per driver that joined it."""
-        return sorted((self.root / "ray" / "session_latest" / "logs").glob("python-core-driver-*"))
-
-    def stop(self) -> None:
-        """SIGKILL: the group of `ray start --block`, then Ray's daemons that left it, by PID."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
-        found = subprocess.run(["pgrep", "-f", str(self.root / "ray")], capture_output=True, text=True).stdout
-        for pid in found.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture(scope="module")
 def auth_head():
-    head = Head(auth=True)
+    head = RayNode(auth=True)
     yield head
     head.stop()
 
 
 @pytest.fixture(scope="module")
 def open_head():
-    head = Head(auth=False)
+    head = RayNode(auth=False)
     yield head
     head.stop()
 
