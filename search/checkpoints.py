@@ -25,8 +25,8 @@ from search.train_loop import load_checkpoint, save_checkpoint
 if TYPE_CHECKING:
     from search.train_loop import Trainer
 
-__all__ = ["CHECKPOINT_FILE", "BAD_SUFFIX", "CheckpointRejected", "check_storage_path", "checkpoint_uri",
-           "list_sessions", "storage_root", "save_trainer", "load_trainer", "load_trainer_from_uri"]
+__all__ = ["BAD_SUFFIX", "CHECKPOINT_FILE", "CheckpointRejected", "check_storage_path", "checkpoint_uri", "is_local",
+           "list_sessions", "load_trainer", "load_trainer_from_uri", "save_trainer", "storage_root"]
 
 CHECKPOINT_FILE = "trainer.pt"
 BAD_SUFFIX = ".bad"
@@ -38,7 +38,8 @@ class CheckpointRejected(RuntimeError):
     """A checkpoint that cannot be loaded (already set aside); the message is the trial's reason."""
 
 
-def _is_local(uri: str) -> bool:
+def is_local(uri: str) -> bool:
+    """Whether a storage path is a directory path (only the nodes that mount it see it), not a URI."""
     scheme = urlsplit(uri).scheme
     return scheme in ("", "file") or len(scheme) == 1  # a Windows drive letter is not a scheme
 
@@ -49,7 +50,7 @@ def check_storage_path(uri: str) -> str:
     Raises ValueError naming the URI when it carries credentials or pyarrow cannot open it.
     Example: `check_storage_path("runs/q/tune")` -> "/abs/runs/q/tune".
     """
-    if _is_local(uri):
+    if is_local(uri):
         return str(Path(uri.removeprefix("file://")).expanduser().resolve())
     secret = sorted({k for k, _ in parse_qsl(urlsplit(uri).query)} & set(SECRET_PARAMS))
     if secret:
@@ -73,7 +74,7 @@ def storage_root(run_dir: Path, storage_path: str | None) -> str:
 def checkpoint_uri(storage_path: str, fs_path: str) -> str:
     """The URI of `fs_path` (a path on the filesystem of `storage_path`, as Ray Tune's
     `Checkpoint.path` gives it) that any node can open: the storage's scheme and query kept."""
-    if _is_local(storage_path):
+    if is_local(storage_path):
         return fs_path
     parts = urlsplit(storage_path)
     query = f"?{parts.query}" if parts.query else ""
@@ -82,7 +83,7 @@ def checkpoint_uri(storage_path: str, fs_path: str) -> str:
 
 def list_sessions(storage_path: str) -> list[str]:
     """Names of the Tune experiments (`session_N`) already under `storage_path`."""
-    if _is_local(storage_path):
+    if is_local(storage_path):
         root = Path(storage_path)
         return sorted(p.name for p in root.glob("session_*")) if root.is_dir() else []
     fs, root = pafs.FileSystem.from_uri(storage_path)
@@ -119,7 +120,7 @@ def load_trainer_from_uri(trainer: Trainer, uri: str) -> Trainer:
     A remote checkpoint is downloaded to a temporary directory first; one that cannot be loaded
     is renamed `trainer.pt.bad` where it is stored, and CheckpointRejected is raised.
     """
-    if _is_local(uri):
+    if is_local(uri):
         return load_trainer(trainer, uri)
     fs, root = pafs.FileSystem.from_uri(uri)
     source = f"{root.rstrip('/')}/{CHECKPOINT_FILE}"

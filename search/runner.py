@@ -22,7 +22,7 @@ import optuna
 
 from reports import run_dir as R
 from reports import write_report
-from search.checkpoints import check_storage_path, list_sessions, storage_root
+from search.checkpoints import check_storage_path, is_local, list_sessions, storage_root
 from search.env_info import env_info
 from search.results import RESOLVED_KEYS, records_summary, space_fields, write_results
 from search.study import DATASET_SHAPES, Study, TrialSpec, load_study, study_document, study_to_yaml
@@ -281,7 +281,7 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
             connect(url)
         ledger = open_ledger(st, record, url, create=False) if resume else None
         needs_ray = ledger is None or _needs_session(st, ledger, retry_failed=retry_failed)
-        from search.tune import cluster_resources, start_ray, stop_ray  # Ray is imported only for a run
+        from search.tune import check_storage_reach, cluster_resources, start_ray, stop_ray  # Ray only for a run
         from search.tune.ray_env import apply_tracker_env
 
         stop = _Stop()
@@ -289,8 +289,12 @@ def run_from_cli(*, study: str | None, name: str | None = None, out: str | None 
         try:
             if needs_ray:
                 apply_tracker_env(st.loggers)  # before Ray starts: its workers inherit the environment
-                start_ray(address)
+                joined = start_ray(address).address is not None
                 check_placeable(st, cluster_resources(address))
+                root = storage_root(run_dir, record.storage_path)
+                if joined and is_local(root):  # a URI is every node's by design; a path may not be
+                    check_storage_reach(Path(root), f"--storage-path {record.storage_path}" if record.storage_path
+                                        else f"checkpoints in {root} (no --storage-path)")
             _handle_sigterm(stop)
             if ledger is None:  # a new run: its study name must be free in the storage
                 ledger = _new_ledger(st, record, url, run_dir)

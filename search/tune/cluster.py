@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,10 +28,11 @@ from ray._private.authentication.authentication_token_setup import maybe_enable_
 from ray._private.services import canonicalize_bootstrap_address
 from ray._raylet import AuthenticationTokenLoader, GcsClient
 from ray.exceptions import AuthenticationError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.output import say
 
-__all__ = ["ClusterError", "RayTarget", "choose_ray", "start_ray", "token_source"]
+__all__ = ["ClusterError", "RayTarget", "check_storage_reach", "choose_ray", "start_ray", "token_source"]
 
 AUTH_MODE = "RAY_AUTH_MODE"
 TOKEN_VARIABLES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
@@ -43,6 +45,7 @@ PROBE_TIMEOUT_S = 3
 # shows the token passed (or that none was needed) without the 20 s id handshake of ray.init.
 PASSED_AUTH = "WrongClusterID"
 REFUSED = "InvalidAuthToken"
+REACH_TIMEOUT_S = 120  # a node starts a worker process for the check
 
 
 class ClusterError(ValueError):
@@ -211,3 +214,35 @@ def _single_machine() -> Iterator[None]:
         else:
             os.environ[SINGLE_MACHINE_ENV] = saved[0]
         ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+
+
+@ray.remote(num_cpus=0)
+def _sees(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def check_storage_reach(directory: Path, shown: str) -> None:
+    """Refuse a joined cluster on which some node cannot see the local checkpoint storage
+    `directory` (or its nearest existing parent, before the run creates it): without a shared
+    filesystem, Tune's first checkpoint on such a node fails and the trial silently restarts
+    elsewhere from epoch 0. A marker file is written there and looked for by a zero-CPU task
+    pinned to each live node. `shown`: how the storage was given, for the message."""
+    existing = next(p for p in (directory, *directory.parents) if p.is_dir())
+    marker = existing / f".gsa-nas-reach-{uuid.uuid4().hex}"
+    try:
+        marker.touch()
+    except OSError as err:
+        raise ClusterError(f"{shown}: cannot write the run's checkpoints to {existing} ({err.strerror})") from None
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        checks = [_sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                  .remote(str(marker)) for n in nodes]
+        seen = ray.get(checks, timeout=REACH_TIMEOUT_S)
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [n for n, ok in zip(nodes, seen) if not ok]
+    if blind:
+        first = blind[0]
+        raise ClusterError(f"{shown}: {len(blind)} of the cluster's {len(nodes)} nodes cannot see {existing} (node "
+                           f"{first['NodeManagerAddress']} {first['NodeID'][:8]}), so a trial there could not save or "
+                           f"load its checkpoints; give --storage-path s3://BUCKET/PREFIX or a directory every node mounts")
