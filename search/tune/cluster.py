@@ -31,6 +31,7 @@ from ray.exceptions import AuthenticationError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.output import say
+from search.tune.ray_env import worker_env
 
 __all__ = ["ClusterError", "RayTarget", "check_storage_reach", "choose_ray", "start_ray", "token_source"]
 
@@ -184,9 +185,10 @@ def start_ray(address: str | None) -> RayTarget:
     if target.notice:
         say(target.notice)
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
-    if target.address:  # the user's cluster: its authentication settings and Ray's warnings stand
+    if target.address:  # the user's cluster: its authentication settings and Ray's warnings stand;
+        # its workers inherit their node's environment, so ours that they read goes in the job's runtime_env
         try:
-            ray.init(address=target.address, **quiet)
+            ray.init(address=target.address, runtime_env={"env_vars": worker_env()}, **quiet)
         except (ConnectionError, RuntimeError) as err:
             raise ClusterError(f"cannot join the Ray cluster at {target.shown or target.address}: "
                                f"{' '.join(str(err).split())[:300]}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-__all__ = ["RAY_QUIET_ENV", "TRACKER_ENV", "apply_ray_env", "tracker_env", "apply_tracker_env"]
+__all__ = ["RAY_QUIET_ENV", "TRACKER_ENV", "apply_ray_env", "tracker_env", "apply_tracker_env", "worker_env"]
 
 RAY_QUIET_ENV: dict[str, str] = {
     "RAY_AIR_NEW_OUTPUT": "0",                                    # our progress line, not Tune's table
@@ -54,3 +54,16 @@ def tracker_env(loggers: tuple[str, ...], environ: Mapping[str, str] | None = No
 def apply_tracker_env(loggers: tuple[str, ...]) -> None:
     """Set the trackers' defaults before Ray starts, so that its workers (W&B's logging actors) inherit them."""
     os.environ.update(tracker_env(loggers))
+
+
+# What Ray's worker processes (trials, W&B's logging actors) read from the environment. A local
+# Ray's workers inherit the driver's; a joined cluster's inherit their node's, so a run passes
+# these to them in its job's runtime_env.
+WORKER_KEYS: tuple[str, ...] = ("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO",
+                                *(key for keys in TRACKER_ENV.values() for key in keys))
+
+
+def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The WORKER_KEYS variables `environ` (default: this process) sets, for a joined cluster's workers."""
+    environ = os.environ if environ is None else environ
+    return {key: environ[key] for key in WORKER_KEYS if key in environ}

@@ -9,6 +9,7 @@ process group, --temp-dir, ports, HOME, RAY_AUTH_MODE and token file; stopped by
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,25 @@ def test_a_cluster_found_on_this_machine_is_not_joined_silently(open_head, monke
     assert choose_ray("local").address is None
     joined = choose_ray(open_head.address)
     assert joined.address is not None and joined.shown == open_head.address
+
+
+def test_a_joined_cluster_s_workers_get_the_variables_workers_read_from_the_driver(open_head, monkeypatch):
+    """A joined cluster's workers inherit their node's environment, not the driver's."""
+    import ray
+
+    from search.tune.cluster import start_ray
+    from search.tune.tuner import stop_ray
+
+    for name in RAY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    monkeypatch.setenv("WANDB_MODE", "disabled")                  # no node of this head was started with it
+    stop_ray()
+    start_ray(open_head.address)
+    try:
+        read = ray.remote(num_cpus=0)(lambda: {k: os.environ.get(k) for k in ("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO",
+                                                                                "WANDB_MODE")})
+        assert ray.get(read.remote(), timeout=120) == {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+                                                       "WANDB_MODE": "disabled"}
+    finally:
+        stop_ray()
