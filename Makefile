@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test processes (pytest-xdist); a test file stays on one, so its module fixtures run once.
+TEST_WORKERS ?= 2
 
 .PHONY: install quickstart test bench gpu-deps clean
 
@@ -22,7 +24,7 @@ quickstart: install
 	$(BIN)/gsa-nas run quickstart --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: install
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/bench_attention.py
