@@ -16,6 +16,7 @@ driver) in a directory of their own, so the markers say which epochs ran on whic
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -30,6 +31,15 @@ from tests.search.test_faults import ROOT, cli_cmd, wait_for
 EPOCHS = 5
 SETS = [f"train.epochs={EPOCHS}", "seeds=[0, 1]", "variants={both: {}}", "max_concurrent=2"]
 KILL_AT_EPOCH = 3  # the worker node dies once its trial has started this epoch (epochs before it are checkpointed)
+
+
+def need_private_view() -> None:
+    """Skip without `unshare -m` and a tmpfs mount (root here); under CI that is a failure."""
+    why_not = can_unshare()
+    if why_not and os.environ.get("CI"):
+        pytest.fail(f"CI must run the private-view tests: {why_not}")
+    if why_not:
+        pytest.skip(why_not)
 
 
 def tmpfs_over(pid: int, path: Path) -> bool:
@@ -105,9 +115,7 @@ def test_worker_node_lost_with_a_shared_filesystem_continues_on_the_head_with_au
 
 @pytest.mark.slow
 def test_worker_node_lost_without_a_shared_filesystem_continues_from_s3_with_auth_off(tmp_path, s3_server):
-    why_not = can_unshare()
-    if why_not:
-        pytest.skip(why_not)
+    need_private_view()
     run = run_losing_a_node(tmp_path, auth=False, private=True, storage=["--storage-path", s3_server["uri"]],
                             env=CREDENTIALS)
     assert run["private_view"]                                       # the worker saw a tmpfs, not the runs
@@ -124,9 +132,7 @@ def test_worker_node_lost_without_a_shared_filesystem_continues_from_s3_with_aut
 def test_no_shared_filesystem_and_no_storage_path_is_refused_in_one_line(tmp_path):
     """Before: the worker node's trial failed at its first checkpoint (Tune's storage check) and
     trained again from epoch 0 on the head, saying nothing; every trial ended up on the head."""
-    why_not = can_unshare()
-    if why_not:
-        pytest.skip(why_not)
+    need_private_view()
     out = tmp_path / "runs"
     out.mkdir()
     head = RayNode(auth=True, num_cpus=1)
