@@ -1,5 +1,6 @@
 """One PostgreSQL database shared by runs: each run is one Optuna study, a taken name refuses, and
-the password reaches no file of the run directory (run.json, Tune's pickles, anything).
+the password reaches no file of the run directory (run.json, Tune's pickles, anything); a driver
+killed mid-trial is resumed with the password from PGPASSWORD and continues from its checkpoint.
 
 A real server (Debian's postgresql package) is started by the fixture as the `postgres` user on
 127.0.0.1 in a temporary directory that user owns; without the package (or root) the tests skip
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
+
+from search.faults import count_markers
+from tests.search.test_faults import cli_cmd, cli_env, descendants, markers_plan, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-pw-7Qx"
@@ -70,9 +76,9 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
-def run_args(out: Path, name: str, storage: str) -> list[str]:
+def run_args(out: Path, name: str, storage: str, sets: list[str] = SETS) -> list[str]:
     args = ["run", "quickstart", "--out", str(out), "--name", name, "--storage", storage, "--no-report"]
-    for item in SETS:
+    for item in sets:
         args += ["--set", item]
     return args
 
@@ -123,3 +129,58 @@ def test_postgres_resume_takes_the_password_from_pgpassword(postgres, two_runs):
     resumed = cli("run", "--resume", str(run_dir), "--no-report", env={"PGPASSWORD": SECRET})
     assert resumed.returncode == 0, resumed.stderr
     assert "0 trials to train (1 already finished)" in resumed.stdout
+
+
+KILL_SETS = ["train.epochs=3", "seeds=[0]", "variants={both: {}}", "max_concurrent=1"]
+
+
+def checkpointed_running(url: str, name: str) -> bool:
+    """Whether run `name`'s trial is RUNNING in PostgreSQL with a checkpoint URI recorded."""
+    try:
+        trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    except Exception:  # noqa: BLE001 - the study is not created yet
+        return False
+    return any(t.state == TrialState.RUNNING and "checkpoint" in t.user_attrs for t in trials)
+
+
+@pytest.fixture(scope="module")
+def killed_run(postgres, tmp_path_factory):
+    """A run into PostgreSQL (password from PGPASSWORD) whose driver and every process it started
+    get SIGKILL once its trial has a checkpoint; then `--resume` with the password from PGPASSWORD."""
+    out = tmp_path_factory.mktemp("pg_killed")
+    plan = markers_plan(out)
+    env = {**cli_env(plan), "PGPASSWORD": SECRET}
+    driver = subprocess.Popen(cli_cmd(*run_args(out, "killed", postgres["bare"], KILL_SETS)),
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: checkpointed_running(postgres["url"], "killed") or driver.poll() is not None, 400)
+    finally:
+        for pid in [driver.pid, *descendants(driver.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        driver.communicate(timeout=60)
+    assert driver.returncode == -signal.SIGKILL, "the run ended before its trial saved a checkpoint"
+    before = count_markers(plan.markers)
+    resumed = subprocess.run(cli_cmd("run", "--resume", str(out / "killed"), "--no-report"), cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=900)
+    return {"dir": out / "killed", "before": before, "after": count_markers(plan.markers), "resumed": resumed}
+
+
+@pytest.mark.slow
+def test_postgres_killed_driver_resumes_from_the_trials_last_checkpoint(postgres, killed_run):
+    resumed = killed_run["resumed"]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "1 trial to train (0 already finished; 1 trial interrupted (closed in the Optuna storage" in resumed.stdout
+    trials = optuna.load_study(study_name="killed", storage=postgres["url"]).trials
+    lost, redo = trials[0], trials[-1]
+    assert (lost.state, lost.user_attrs["reason"], redo.state) == (TrialState.FAIL, "interrupted", TrialState.COMPLETE)
+    restored = redo.user_attrs["restored_epochs"]
+    assert restored >= 1 and [r["epoch"] for r in redo.user_attrs["curve"]] == [1, 2, 3]
+    # the epochs the killed driver's checkpoint held were not trained again
+    assert all(killed_run["after"][("both-s0", e)] == 1 for e in range(1, restored + 1)), killed_run
+    assert json.loads((killed_run["dir"] / "run.json").read_text())["status"] == "finished"
+    leaks = [str(p) for p in killed_run["dir"].rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == []
