@@ -15,8 +15,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "gsa-nas-test-key", "AWS_SECRET_ACCESS_KEY":
 
 @pytest.fixture(scope="module")
 def s3_server():
-    """The server, its boto3 client and the storage URI of s3://gsa/runs on it; the AWS variables
-    set to CREDENTIALS in this process while it runs (Ray nodes get them in their own env)."""
+    """The server, its boto3 client and the storage URI of s3://gsa/runs on it; the AWS variables set
+    to CREDENTIALS in this process while it runs (Ray nodes get them in their own env). Moto keeps
+    its buckets per process, so a second test file gets the same bucket back: it uses a prefix of
+    its own."""
     boto3 = pytest.importorskip("boto3")
     moto_server = pytest.importorskip("moto.server")
     saved = {k: os.environ.get(k) for k in CREDENTIALS}

@@ -116,16 +116,18 @@ def test_worker_node_lost_with_a_shared_filesystem_continues_on_the_head_with_au
 @pytest.mark.slow
 def test_worker_node_lost_without_a_shared_filesystem_continues_from_s3_with_auth_off(tmp_path, s3_server):
     need_private_view()
-    run = run_losing_a_node(tmp_path, auth=False, private=True, storage=["--storage-path", s3_server["uri"]],
-                            env=CREDENTIALS)
+    # a prefix of its own: moto keeps its buckets per process, and other test files use s3://gsa/runs
+    uri = s3_server["uri"].replace("s3://gsa/runs?", "s3://gsa/two-nodes?")
+    run = run_losing_a_node(tmp_path, auth=False, private=True, storage=["--storage-path", uri], env=CREDENTIALS)
     assert run["private_view"]                                       # the worker saw a tmpfs, not the runs
     lost, retrained = continued_from_its_last_epoch(run)
     assert retrained <= 1
     assert list(run["run_dir"].rglob("checkpoint_*")) == []          # no checkpoint on the driver's disk
-    keys = [o["Key"] for o in s3_server["client"].list_objects_v2(Bucket="gsa", Prefix="runs/session_1/")["Contents"]]
+    listing = s3_server["client"].list_objects_v2(Bucket="gsa", Prefix="two-nodes/session_1/")
+    keys = [o["Key"] for o in listing["Contents"]]
     assert any(f"/{lost}_" in k and "/checkpoint_" in k for k in keys)
     record = json.loads((run["run_dir"] / "run.json").read_text())
-    assert (record["status"], record["storage_path"]) == ("finished", s3_server["uri"])
+    assert (record["status"], record["storage_path"]) == ("finished", uri)
 
 
 @pytest.mark.slow
