@@ -10,10 +10,8 @@ checkpoint on the run's own disk; and a corrupt checkpoint that sends its trial 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from search.checkpoints import (BAD_SUFFIX, CHECKPOINT_FILE, CheckpointRejected,
                                 load_trainer, save_trainer)
 from search.faults import Fault, count_markers
 from tests.search.s3_server import SECRET, s3_server  # noqa: F401  (a fixture)
-from tests.search.test_faults import ROOT, cli, cli_cmd, cli_env, descendants, markers_plan, trials, wait_for
+from tests.search.test_faults import cli, cli_cmd, cli_env, markers_plan, run_then_kill, trials
 
 
 
@@ -123,19 +121,9 @@ def s3_run(s3_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("s3")
     plan = markers_plan(tmp, Fault("both-s0", 3, "kill", times=1))
     run_dir = tmp / "quickstart"
-    driver = subprocess.Popen(cli_cmd("run", "quickstart", "--out", str(tmp), "--no-report", "--storage-path",
-                                      s3_server["uri"], sets=S3_SETS),
-                              cwd=ROOT, env=cli_env(plan), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    try:
-        wait_for(lambda: checkpointed_running(run_dir / "optuna.db", "conv-s0") or driver.poll() is not None, 400)
-    finally:
-        for pid in [driver.pid, *descendants(driver.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        driver.communicate(timeout=60)
+    driver = run_then_kill(cli_cmd("run", "quickstart", "--out", str(tmp), "--no-report", "--storage-path",
+                                   s3_server["uri"], sets=S3_SETS), cli_env(plan),
+                           lambda: checkpointed_running(run_dir / "optuna.db", "conv-s0"))
     assert driver.returncode == -signal.SIGKILL, "the run ended before conv-s0 saved a checkpoint"
     first = count_markers(plan.markers)
     local = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if "checkpoint" in p.name)

@@ -124,6 +124,23 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def run_then_kill(cmd: list[str], env: dict[str, str], ready, timeout: float = 400) -> subprocess.Popen:
+    """Start the CLI `cmd` in a session of its own; once `ready()` holds (or it exits), SIGKILL it
+    and every process below it (found before the first dies). Returns the finished Popen."""
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        wait_for(lambda: ready() or driver.poll() is not None, timeout)
+    finally:
+        for pid in [driver.pid, *descendants(driver.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        driver.communicate(timeout=60)
+    return driver
+
+
 # --- slow: trial faults in one ablation, then --retry-failed --------------------------------------
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.faults import count_markers
-from tests.search.test_faults import cli_cmd, cli_env, descendants, markers_plan, wait_for
+from tests.search.test_faults import cli_cmd, cli_env, markers_plan, run_then_kill
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-pw-7Qx"
@@ -150,18 +150,8 @@ def killed_run(postgres, tmp_path_factory):
     out = tmp_path_factory.mktemp("pg_killed")
     plan = markers_plan(out)
     env = {**cli_env(plan), "PGPASSWORD": SECRET}
-    driver = subprocess.Popen(cli_cmd(*run_args(out, "killed", postgres["bare"], KILL_SETS)),
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    try:
-        wait_for(lambda: checkpointed_running(postgres["url"], "killed") or driver.poll() is not None, 400)
-    finally:
-        for pid in [driver.pid, *descendants(driver.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        driver.communicate(timeout=60)
+    driver = run_then_kill(cli_cmd(*run_args(out, "killed", postgres["bare"], KILL_SETS)), env,
+                           lambda: checkpointed_running(postgres["url"], "killed"))
     assert driver.returncode == -signal.SIGKILL, "the run ended before its trial saved a checkpoint"
     before = count_markers(plan.markers)
     resumed = subprocess.run(cli_cmd("run", "--resume", str(out / "killed"), "--no-report"), cwd=ROOT, env=env,
