@@ -5,8 +5,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Test processes (pytest-xdist); a test file stays on one, so its module fixtures run once.
-TEST_WORKERS ?= 2
+# Test processes (pytest-xdist; a test file stays on one, so its module fixtures run once). One by
+# default: with two on a 2-core machine the suite takes 21-24 min instead of ~33, but a W&B offline
+# run lost its history once in three such runs (tests/search/test_trackers.py), so not yet.
+TEST_WORKERS ?= 1
 
 .PHONY: install quickstart test bench gpu-deps clean
 
@@ -24,7 +26,7 @@ quickstart: install
 	$(BIN)/gsa-nas run quickstart --name quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/bench_attention.py
