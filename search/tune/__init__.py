@@ -13,10 +13,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["run_session", "start_ray", "check_storage_reach", "stop_ray", "cluster_resources", "SessionOutcome", "Ledger", "open_study", "GsaTrainable"]
+__all__ = ["run_session", "start_ray", "check_storage_reach", "stop_ray", "cluster_resources", "SessionOutcome",
+           "Ledger", "open_study", "GsaTrainable"]
 
 _WHERE = {
-    "run_session": "search.tune.tuner", "start_ray": "search.tune.cluster", "check_storage_reach": "search.tune.cluster", "stop_ray": "search.tune.tuner",
+    "run_session": "search.tune.tuner", "start_ray": "search.tune.cluster", "stop_ray": "search.tune.tuner",
+    "check_storage_reach": "search.tune.cluster",
     "cluster_resources": "search.tune.tuner", "SessionOutcome": "search.tune.tuner",
     "Ledger": "search.tune.ledger", "open_study": "search.tune.ledger", "GsaTrainable": "search.tune.trainable",
 }

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.search.ray_nodes import clean_env
 from tests.search.test_faults import ROOT, cli_cmd, descendants
 
 # (process name fragment, address) -> why that socket may listen off loopback. Empty while Ray
 # puts every socket of a single-machine node on 127.0.0.1; an entry needs its reason here.
 ALLOWED: dict[tuple[str, str], str] = {}
-RAY_VARIABLES = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 SETS = ["train.epochs=2", "seeds=[0]", "variants={both: {}, conv: {}}", "max_concurrent=2"]
 TCP_LISTEN = "0A"
 
@@ -79,10 +79,9 @@ def listeners_of(pids: set[int]) -> set[Listener]:
 
 def gcs_refuses_a_driver_without_token(port: int, home: Path) -> str:
     """What the GCS at 127.0.0.1:`port` says to a process with no token anywhere."""
-    env = {k: v for k, v in os.environ.items() if k not in RAY_VARIABLES}
     code = f"from search.tune.cluster import _probe; print(_probe('127.0.0.1:{port}'))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**env, "HOME": str(home)})
+                          env=clean_env(home))
     return proc.stdout.strip() or proc.stderr[-500:]
 
 
@@ -91,9 +90,8 @@ def local_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loopback")
     home, stranger = tmp / "home", tmp / "stranger"
     home.mkdir(), stranger.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in RAY_VARIABLES}
     driver = subprocess.Popen(cli_cmd("run", "quickstart", "--out", str(tmp), "--no-report", sets=SETS), cwd=ROOT,
-                              env={**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"},
+                              env=clean_env(home),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[Listener] = set()
     probe = ""
