@@ -67,10 +67,12 @@ def listeners_of(pids: set[int]) -> set[Listener]:
     sockets, found = listening_inodes(), set()
     for pid in pids:
         try:
-            name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()[:80]
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
         except OSError:  # the process ended meanwhile
             continue
+        # The program's file name, not its path: a long checkout path would cut "gcs_server" off.
+        name = " ".join([Path(argv[0]).name, *argv[1:]]).strip()[:80]
         for link in links:
             if link.startswith("socket:[") and link[8:-1] in sockets:
                 found.add(Listener(name, *sockets[link[8:-1]]))
