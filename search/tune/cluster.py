@@ -239,9 +239,18 @@ def check_storage_reach(directory: Path, shown: str) -> None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         checks = [_sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                   .remote(str(marker)) for n in nodes]
-        seen = ray.get(checks, timeout=REACH_TIMEOUT_S)
+        _, silent = ray.wait(checks, num_returns=len(checks), timeout=REACH_TIMEOUT_S)
+        for ref in silent:
+            ray.cancel(ref)
+        seen = [] if silent else ray.get(checks)
     finally:
         marker.unlink(missing_ok=True)
+    if silent:
+        first = nodes[checks.index(silent[0])]
+        raise ClusterError(f"{shown}: {len(silent)} of the cluster's {len(nodes)} nodes did not say within "
+                           f"{REACH_TIMEOUT_S} s whether they see {existing} (node {first['NodeManagerAddress']} "
+                           f"{first['NodeID'][:8]}); check that every node is up and can start a worker, or give "
+                           f"--storage-path s3://BUCKET/PREFIX")
     blind = [n for n, ok in zip(nodes, seen) if not ok]
     if blind:
         first = blind[0]

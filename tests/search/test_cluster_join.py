@@ -145,3 +145,32 @@ def test_a_joined_cluster_s_workers_get_the_variables_workers_read_from_the_driv
                                                        "WANDB_MODE": "disabled"}
     finally:
         stop_ray()
+
+
+def test_storage_reach_passes_where_every_node_sees_the_directory_and_is_one_line_when_a_node_is_silent(
+        open_head, monkeypatch, tmp_path):
+    """The head shares this machine's disk, so it sees the marker; a node whose check never
+    answers (here: a check that hangs) is a ClusterError naming it, not a GetTimeoutError."""
+    import time
+
+    import ray
+
+    from search.tune import cluster
+    from search.tune.tuner import stop_ray
+
+    for name in RAY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    stop_ray()
+    cluster.start_ray(open_head.address)
+    try:
+        cluster.check_storage_reach(tmp_path / "runs" / "r1", "--out x")
+        monkeypatch.setattr(cluster, "_sees", ray.remote(num_cpus=0)(lambda path: time.sleep(120)))
+        monkeypatch.setattr(cluster, "REACH_TIMEOUT_S", 2)
+        with pytest.raises(cluster.ClusterError) as err:
+            cluster.check_storage_reach(tmp_path / "runs" / "r1", "--out x")
+    finally:
+        stop_ray()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("--out x: 1 of the cluster's 1 nodes did not say within 2 s")
+    assert str(tmp_path) in message and "--storage-path" in message
+    assert not list(tmp_path.glob(".gsa-nas-reach-*"))             # the marker is gone either way
