@@ -1,5 +1,6 @@
 """Shared test settings: GPU tests skip cleanly without CUDA; one Ray token before the workers start."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,13 @@ import torch
 
 
 def pytest_configure(config):
+    # Ray starts its workers at nice 15. Next to a second test process (xdist) at nice 0 they got
+    # about 3% of a core and a two-epoch run took minutes; at 0 the two processes share fairly.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    _make_ray_token(config)
+
+
+def _make_ray_token(config):
     """In the xdist controller (or a plain run): make the token a local Ray with token
     authentication uses, as Ray's first `ray.init` would. Ray writes ~/.ray/auth_token without a
     lock, so two test processes starting their first local Ray at once could each write their own."""

@@ -117,6 +117,16 @@ def wandb_history(path: str, key: str) -> list[float]:
     return out
 
 
+def wandb_logs(counts: dict[str, int]) -> str:
+    """Each offline run's history count and the end of its W&B logs: what a failure needs to be read."""
+    out = []
+    for path, count in counts.items():
+        out.append(f"{path}: {count} val_acc records")
+        for log in sorted(Path(path).parent.glob("logs/debug*.log")):
+            out += [f"--- {log.name}", *log.read_text(errors="replace").splitlines()[-25:]]
+    return "\n".join(out)
+
+
 def test_trackers_experiment_analysis_has_every_epoch_of_each_trial(run):
     from ray.tune import ExperimentAnalysis
 
@@ -159,7 +169,8 @@ def test_trackers_mlflow_runs_read_back_from_the_run_directory_store(run):
 def test_trackers_wandb_offline_runs_in_the_run_directory_without_network(run):
     files = sorted(glob.glob(str(run["dir"] / "wandb" / "offline-run-*" / "run-*.wandb")))
     assert len(files) == 2
-    assert sorted(len(wandb_history(f, "val_acc")) for f in files) == sorted(epochs_by_key(run).values())
+    counts = {f: len(wandb_history(f, "val_acc")) for f in files}
+    assert sorted(counts.values()) == sorted(epochs_by_key(run).values()), wandb_logs(counts)
     assert run["connections"] == 0  # nothing reached the W&B server URL
 
 
