@@ -3,7 +3,7 @@ or kills its worker, and leaves a marker per (trial key, epoch) trained.
 
 Off unless the environment variable GSA_NAS_FAULTS holds a JSON document (read once, here):
 `{"markers": DIR, "faults": [{"trial": KEY, "epoch": N, "kind": KIND, "times": T}, ...]}` with
-KIND one of raise | nan | oom | kill and T how often the fault fires (default: every time; a
+KIND one of raise | nan | oom | kill | hold and T how often the fault fires (default: every time; a
 file in DIR remembers across worker processes). It exists so that tests can fail real trials
 in real Ray workers and count epochs trained twice; users never set it.
 """
@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import signal
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ENV_VAR", "FAULT_KINDS", "Fault", "FaultPlan", "before_epoch", "count_markers"]
+__all__ = ["ENV_VAR", "FAULT_KINDS", "HOLD_FILE", "Fault", "FaultPlan", "before_epoch", "count_markers"]
 
 ENV_VAR = "GSA_NAS_FAULTS"
-FAULT_KINDS: tuple[str, ...] = ("raise", "nan", "oom", "kill")
+FAULT_KINDS: tuple[str, ...] = ("raise", "nan", "oom", "kill", "hold")
+HOLD_FILE = "hold"  # while DIR/hold exists, a "hold" fault keeps its trial in its epoch
 _OOM_HEADROOM = 64 << 20   # bytes of address space left to a trial running out of memory
 _OOM_REQUEST = 8 << 30     # what it then asks for
 
@@ -114,6 +116,9 @@ def before_epoch(trial_key: str, epoch: int, model: nn.Module) -> None:
             _run_out_of_memory()
         elif fault.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif fault.kind == "hold":  # a test stops or kills the run mid-epoch without racing a fast trial
+            while (_PLAN.markers / HOLD_FILE).exists():
+                time.sleep(0.1)
 
 
 def count_markers(markers: Path) -> dict[tuple[str, int], int]:

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from search.faults import ENV_VAR, Fault, FaultPlan, count_markers
+from search.faults import ENV_VAR, HOLD_FILE, Fault, FaultPlan, count_markers
 
 ROOT = Path(__file__).resolve().parents[2]
 ABLATION_SETS = ["train.epochs=2", "seeds=[0]", "max_concurrent=2"]
@@ -101,9 +101,13 @@ def in_progress(markers: Path) -> set[tuple[str, int]]:
     return set(latest.items())
 
 
-def wait_for(predicate, timeout: float = 600.0) -> None:
+def wait_for(predicate, timeout: float = 600.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll `predicate`; fail at once, with its output, should `proc` end first."""
     end = time.monotonic() + timeout
     while not predicate():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"exit {proc.returncode} before the condition held:\n{out[-1500:]}\n{err[-3000:]}")
         assert time.monotonic() < end, "timed out"
         time.sleep(0.5)
 
@@ -199,13 +203,17 @@ def test_fault_matrix_retry_failed_reruns_failed_not_diverged(trial_faults):
 @pytest.fixture(scope="module")
 def driver_faults(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("driver_faults")
-    plan = markers_plan(tmp)
+    # Every trial waits in epoch 2 while markers/hold exists, so the signals below always find the
+    # run mid-epoch, however fast the trials are; the final resume runs without the gate.
+    plan = markers_plan(tmp, *(Fault(key, 2, "hold") for key in ABLATION_KEYS))
+    plan.markers.mkdir()
+    (plan.markers / HOLD_FILE).touch()
     run_dir = tmp / "quickstart"
     out = {"dir": run_dir, "plan": plan, "died": Counter()}
     sets = ["train.epochs=3", "seeds=[0]", "max_concurrent=2"]
     proc = subprocess.Popen(cli_cmd("run", "quickstart", "--out", str(tmp), "--no-report", sets=sets), cwd=ROOT,
                             env=cli_env(plan), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: len(count_markers(plan.markers)) >= 2)
+    wait_for(lambda: len(count_markers(plan.markers)) >= 2, proc=proc)
     second = cli("run", "--resume", str(run_dir), "--no-report")
     out["second"] = second
     stopped = in_progress(plan.markers)
@@ -217,7 +225,7 @@ def driver_faults(tmp_path_factory):
     before = count_markers(plan.markers)
     proc = subprocess.Popen(cli_cmd("run", "--resume", str(run_dir), "--no-report"), cwd=ROOT, env=cli_env(plan),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: sum(count_markers(plan.markers).values()) > sum(before.values()))
+    wait_for(lambda: sum(count_markers(plan.markers).values()) > sum(before.values()), proc=proc)
     killed = in_progress(plan.markers)
     family = descendants(proc.pid) | {proc.pid}
     for pid in family:
@@ -228,6 +236,7 @@ def driver_faults(tmp_path_factory):
     proc.communicate(timeout=60)
     out["died"].update(killed | in_progress(plan.markers))
     out["killed_status"] = json.loads((run_dir / "run.json").read_text())["status"]
+    (plan.markers / HOLD_FILE).unlink()
     out["final"] = cli("run", "--resume", str(run_dir), "--no-report")
     return out
 
