@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from search.checkpoints import (BAD_SUFFIX, CHECKPOINT_FILE, CheckpointRejected, check_storage_path, checkpoint_uri,
                                 load_trainer, save_trainer)
-from search.faults import Fault, count_markers
+from search.faults import HOLD_FILE, Fault, count_markers
 from tests.search.s3_server import SECRET, s3_server  # noqa: F401  (a fixture)
 from tests.search.test_faults import cli, cli_cmd, cli_env, markers_plan, run_then_kill, trials
 
@@ -117,9 +117,12 @@ S3_SETS = ["train.epochs=3", "seeds=[0]", "max_concurrent=1", "variants={both: {
 @pytest.fixture(scope="module")
 def s3_run(s3_server, tmp_path_factory):
     """both-s0's worker is SIGKILLed as it starts epoch 3 (Tune retries it); once conv-s0 has a
-    checkpoint in S3 the driver and everything it started get SIGKILL; then `--resume`."""
+    checkpoint in S3 (it waits in epoch 3, so the run cannot end first) the driver and everything
+    it started get SIGKILL; then `--resume`, without the wait."""
     tmp = tmp_path_factory.mktemp("s3")
-    plan = markers_plan(tmp, Fault("both-s0", 3, "kill", times=1))
+    plan = markers_plan(tmp, Fault("both-s0", 3, "kill", times=1), Fault("conv-s0", 3, "hold"))
+    plan.markers.mkdir()
+    (plan.markers / HOLD_FILE).touch()
     run_dir = tmp / "quickstart"
     driver = run_then_kill(cli_cmd("run", "quickstart", "--out", str(tmp), "--no-report", "--storage-path",
                                    s3_server["uri"], sets=S3_SETS), cli_env(plan),

@@ -23,7 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.faults import count_markers
+from search.faults import HOLD_FILE, Fault, count_markers
 from tests.search.test_faults import cli_cmd, cli_env, markers_plan, run_then_kill
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,13 +146,17 @@ def checkpointed_running(url: str, name: str) -> bool:
 @pytest.fixture(scope="module")
 def killed_run(postgres, tmp_path_factory):
     """A run into PostgreSQL (password from PGPASSWORD) whose driver and every process it started
-    get SIGKILL once its trial has a checkpoint; then `--resume` with the password from PGPASSWORD."""
+    get SIGKILL once its trial has a checkpoint (it waits in epoch 3, so the run cannot end first);
+    then `--resume`, without the wait, with the password from PGPASSWORD."""
     out = tmp_path_factory.mktemp("pg_killed")
-    plan = markers_plan(out)
+    plan = markers_plan(out, Fault("both-s0", 3, "hold"))
+    plan.markers.mkdir()
+    (plan.markers / HOLD_FILE).touch()
     env = {**cli_env(plan), "PGPASSWORD": SECRET}
     driver = run_then_kill(cli_cmd(*run_args(out, "killed", postgres["bare"], KILL_SETS)), env,
                            lambda: checkpointed_running(postgres["url"], "killed"))
     assert driver.returncode == -signal.SIGKILL, "the run ended before its trial saved a checkpoint"
+    (plan.markers / HOLD_FILE).unlink()
     before = count_markers(plan.markers)
     resumed = subprocess.run(cli_cmd("run", "--resume", str(out / "killed"), "--no-report"), cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=900)
