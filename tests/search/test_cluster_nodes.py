@@ -7,6 +7,8 @@ each node. Each node's workers leave their epoch markers (the test-only fault ho
 node's own environment: a joined cluster's workers inherit it from their raylet, not from the
 driver) in a directory of their own, so the markers say which epochs ran on which node.
 
+A trial on the worker node waits in epoch 3 (the fault hook's "hold") until the node is killed.
+
 - Shared filesystem, token authentication on: checkpoints in the run directory.
 - No shared filesystem, authentication off: the worker node runs under `unshare -m` with a tmpfs
   over the runs directory (it sees none of the driver's files), checkpoints in an S3-compatible
@@ -23,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.faults import ENV_VAR, FaultPlan, count_markers
+from search.faults import ENV_VAR, HOLD_FILE, Fault, FaultPlan, count_markers
 from tests.search.ray_nodes import RayNode, can_unshare, clean_env
 from tests.search.s3_server import CREDENTIALS, s3_server  # noqa: F401  (a fixture)
 from tests.search.test_faults import ROOT, cli_cmd, wait_for
@@ -57,7 +59,12 @@ def run_losing_a_node(tmp: Path, *, auth: bool, private: bool, storage: list[str
     once its trial starts epoch KILL_AT_EPOCH; returns what the checks need."""
     out, markers = tmp / "runs", {role: tmp / f"markers-{role}" for role in ("head", "worker")}
     out.mkdir()
-    node_env = lambda role: {ENV_VAR: FaultPlan(markers=markers[role]).to_json(), **(env or {})}  # noqa: E731
+    # On the worker node a trial waits in epoch KILL_AT_EPOCH until the node dies: the kill always
+    # lands mid-trial however fast the epochs are. The head has no such wait.
+    holds = {"head": (), "worker": tuple(Fault(f"both-s{seed}", KILL_AT_EPOCH, "hold") for seed in (0, 1))}
+    markers["worker"].mkdir()
+    (markers["worker"] / HOLD_FILE).touch()
+    node_env = lambda role: {ENV_VAR: FaultPlan(markers[role], holds[role]).to_json(), **(env or {})}  # noqa: E731
     head = RayNode(auth=auth, num_cpus=1, env=node_env("head"))
     worker = driver = None
     try:
