@@ -347,8 +347,9 @@ def test_configure_process_sets_threads():
     from search.worker import configure_process
 
     before = torch.get_num_threads()
+    target = before + 1  # differs from the setting this test process runs with (1 under xdist)
     try:
-        configure_process(threads=1, device="cpu")
-        assert torch.get_num_threads() == 1
+        configure_process(threads=target, device="cpu")
+        assert torch.get_num_threads() == target
     finally:
         torch.set_num_threads(before)
