@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import optuna
+import psycopg
 import pytest
 from optuna.trial import TrialState
 
@@ -134,13 +135,20 @@ def test_postgres_resume_takes_the_password_from_pgpassword(postgres, two_runs):
 KILL_SETS = ["train.epochs=3", "seeds=[0]", "variants={both: {}}", "max_concurrent=1"]
 
 
-def checkpointed_running(url: str, name: str) -> bool:
-    """Whether run `name`'s trial is RUNNING in PostgreSQL with a checkpoint URI recorded."""
+def checkpointed_running(port: int, name: str) -> bool:
+    """Whether run `name`'s trial is RUNNING in PostgreSQL with a checkpoint URI recorded. One
+    connection per poll, closed after it: an Optuna storage per poll kept its pool's connections
+    until garbage collection, and a slow run's polls used up the server's 100 slots."""
     try:
-        trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
-    except Exception:  # noqa: BLE001 - the study is not created yet
+        with psycopg.connect(host="127.0.0.1", port=port, user="gsa", password=SECRET, dbname="gsa",
+                             connect_timeout=10) as con:
+            (count,) = con.execute(
+                "SELECT COUNT(*) FROM trials t JOIN studies s ON s.study_id=t.study_id "
+                "JOIN trial_user_attributes c ON c.trial_id=t.trial_id "
+                "WHERE s.study_name=%s AND t.state='RUNNING' AND c.key='checkpoint'", (name,)).fetchone()
+        return count > 0
+    except psycopg.Error:  # the study's tables are not created yet
         return False
-    return any(t.state == TrialState.RUNNING and "checkpoint" in t.user_attrs for t in trials)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +162,7 @@ def killed_run(postgres, tmp_path_factory):
     (plan.markers / HOLD_FILE).touch()
     env = {**cli_env(plan), "PGPASSWORD": SECRET}
     driver = run_then_kill(cli_cmd(*run_args(out, "killed", postgres["bare"], KILL_SETS)), env,
-                           lambda: checkpointed_running(postgres["url"], "killed"))
+                           lambda: checkpointed_running(postgres["port"], "killed"))
     assert driver.returncode == -signal.SIGKILL, "the run ended before its trial saved a checkpoint"
     (plan.markers / HOLD_FILE).unlink()
     before = count_markers(plan.markers)
