@@ -1,5 +1,5 @@
-"""Shared test settings: GPU tests skip cleanly without CUDA; Ray workers at nice 0 and one torch thread
-per xdist process, so two test processes share two cores; one Ray token before the workers start."""
+"""Shared test settings: GPU tests skip cleanly without CUDA; Ray workers at nice 0, so that two
+test processes share the machine fairly; one Ray token before the workers start."""
 
 import os
 from pathlib import Path
@@ -12,8 +12,6 @@ def pytest_configure(config):
     # Ray starts its workers at nice 15. Next to a second test process (xdist) at nice 0 they got
     # about 3% of a core and a two-epoch run took minutes; at 0 the two processes share fairly.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    if hasattr(config, "workerinput"):  # an xdist process: one core each, not two spinning threads on a shared one
-        torch.set_num_threads(1)
     _make_ray_token(config)
 
 
