@@ -61,7 +61,9 @@ def descendants(pid: int) -> set[int]:
 
 
 def db_progress(db: Path) -> tuple[int, int]:
-    """(COMPLETE trials, RUNNING trials with a recorded epoch) in the run's Optuna DB."""
+    """(COMPLETE trials, RUNNING trials with a recorded checkpoint) in the run's Optuna DB. A
+    recorded epoch is not enough: killed between its report and its checkpoint, a trial would
+    rightly restart from epoch 1, and the test could not tell."""
     if not db.exists():
         return 0, 0
     try:
@@ -69,7 +71,7 @@ def db_progress(db: Path) -> tuple[int, int]:
             done = con.execute("SELECT COUNT(*) FROM trials WHERE state='COMPLETE'").fetchone()[0]
             running = con.execute(
                 "SELECT COUNT(*) FROM trials t JOIN trial_user_attributes a ON a.trial_id=t.trial_id "
-                "WHERE t.state='RUNNING' AND a.key='epochs' AND a.value_json NOT IN ('0')").fetchone()[0]
+                "WHERE t.state='RUNNING' AND a.key='checkpoint'").fetchone()[0]
         return done, running
     except sqlite3.Error:
         return 0, 0
